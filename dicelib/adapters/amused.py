@@ -1,0 +1,131 @@
+"""Return aMUSEd (diffusers) wrapped as a masked-generative DiscreteDenoiser for dicelib.
+
+aMUSEd (a MUSE-style masked image model) predicts raw logits over K codebook ids for a token map
+in which masked positions hold the [MASK] id (vocab_size - 1); it has no timestep input, so `t`
+is ignored. Invert it with `method="masked", noise="mask"`. Guidance: the pipeline computes
+u + w (c - u) on raw logits (default w = 10); dicelib does it on log-probs and renormalises, which
+differs from that only by a per-position constant, so the distributions are the same. The
+unconditional condition is the encoding of the empty prompt, as the pipeline's negative prompt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DiceError
+from ._hub import default_device, load_component, resolve_snapshot
+from ._vq_codec import to_image_tensor, vq_decode, vq_encode
+
+REPO_ID = "amused/amused-256"
+
+
+class Amused:
+    """aMUSEd as a DiscreteDenoiser: `logits(x [B, D], t, cond {states, pooled}) -> [B, D, K]`."""
+
+    method = "masked"  # dicelib.invert(..., method=...)
+    noise = "mask"  # absorbing [MASK] renoising, as aMUSEd is trained
+    default_cfg = 10.0  # the pipeline's guidance scale
+
+    def __init__(self, vqvae: Any, transformer: Any, text_encoder: Any = None, tokenizer: Any = None,
+                 scheduler: Any = None, resolution: int | None = None, device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32, aesthetic_score: float = 6.0,
+                 crop_coord: tuple[int, int] = (0, 0), name: str = "amused") -> None:
+        cfg = transformer.config
+        self.name = name
+        self.device = default_device(device)
+        self.vqvae = vqvae.to(self.device, torch.float32).eval()  # float16 VQ decoding gives NaNs
+        self.transformer = transformer.to(self.device, dtype).eval()
+        self.text_encoder = text_encoder.to(self.device, dtype).eval() if text_encoder is not None else None
+        self.tokenizer = tokenizer
+        self.num_classes = int(cfg.codebook_size)  # K; the logits have no [MASK] row
+        mask = scheduler.config.mask_token_id if scheduler is not None else cfg.vocab_size - 1
+        self.mask_id = int(mask)
+        if not self.num_classes <= self.mask_id < cfg.vocab_size:
+            raise DiceError(f"mask id {self.mask_id} must lie in {self.num_classes}..{cfg.vocab_size - 1}")
+        scale = 2 ** (len(vqvae.config.block_out_channels) - 1)
+        self.image_size = int(resolution or cfg.sample_size * scale)
+        if self.image_size % scale:
+            raise DiceError(f"resolution {self.image_size} must be a multiple of the VQ's downscale {scale}")
+        self.grid = (self.image_size // scale, self.image_size // scale)  # token map h x w, row-major
+        # micro-conditioning as the pipeline: [width, height, crop x, crop y, aesthetic score]
+        self._micro = torch.tensor([self.image_size, self.image_size, *crop_coord, aesthetic_score], dtype=torch.float32)
+        self._null: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_components(cls, **components: Any) -> "Amused":
+        """Return an adapter around in-memory diffusers/transformers components (tests, random weights)."""
+        return cls(**components)
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str | Path = REPO_ID, device: str | torch.device | None = None,
+                        dtype: torch.dtype = torch.float32) -> "Amused":
+        """Return the adapter for `amused/amused-256` / `amused/amused-512` from the local HF cache (or a folder)."""
+        from diffusers import AmusedScheduler, UVit2DModel, VQModel
+        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+        repo = str(repo_id)
+        root = resolve_snapshot(repo_id)
+        return cls(
+            vqvae=load_component(VQModel, root, "vqvae", repo),
+            transformer=load_component(UVit2DModel, root, "transformer", repo),
+            text_encoder=load_component(CLIPTextModelWithProjection, root, "text_encoder", repo),
+            tokenizer=load_component(CLIPTokenizer, root, "tokenizer", repo),
+            scheduler=load_component(AmusedScheduler, root, "scheduler", repo),
+            device=device, dtype=dtype, name=repo,
+        )
+
+    # --- conditions -------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
+        """Return {"states": penultimate CLIP states [B, L, H], "pooled": projected text embeds [B, P]}."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise DiceError(f"{self.name} was built without a text encoder/tokenizer; pass embeddings")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
+        return {"states": out.hidden_states[-2], "pooled": out.text_embeds}
+
+    @property
+    def null_cond(self) -> dict[str, torch.Tensor]:
+        """Return the unconditional condition (one row): the empty prompt's encoding."""
+        if self._null is None:
+            self._null = self.encode_prompt([""])
+        return self._null
+
+    # --- images -----------------------------------------------------------------------------
+    def encode_image(self, images: Any) -> torch.Tensor:
+        """Return codebook ids x0 [B, D] (D = h*w, row-major) of images resized to `image_size`."""
+        tokens, grid = vq_encode(self.vqvae, to_image_tensor(images, self.image_size))  # the VQ works in [0, 1]
+        if grid != self.grid:
+            raise DiceError(f"VQ gives a {grid} token grid, expected {self.grid}")
+        return tokens
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Return images [B, 3, H, W] in [0, 1] for codebook ids x [B, D] (no [MASK] allowed)."""
+        if bool((x >= self.num_classes).any()) or bool((x < 0).any()):
+            raise DiceError(f"cannot decode: token ids must be in 0..{self.num_classes - 1} (no [MASK])")
+        return vq_decode(self.vqvae, x, self.grid).clamp(0, 1)
+
+    # --- the protocol -----------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        """Return raw logits [B, D, K] (float32); `t` is unused (aMUSEd reads the level from the masks)."""
+        x = x.to(self.device).long()
+        rows, positions = x.shape
+        h, w = self.grid
+        if positions != h * w:
+            raise DiceError(f"x has {positions} positions, this aMUSEd expects {h}x{w} = {h * w}")
+        if not isinstance(cond, dict) or not {"states", "pooled"} <= set(cond):
+            raise DiceError('aMUSEd conditions are dicts {"states": [B, L, H], "pooled": [B, P]} from encode_prompt')
+        dtype = self.transformer.dtype
+        states, pooled = (cond[k].to(self.device, dtype) for k in ("states", "pooled"))
+        if states.shape[0] == 1 and rows > 1:
+            states, pooled = states.expand(rows, -1, -1), pooled.expand(rows, -1)
+        micro = self._micro.to(self.device, dtype).expand(rows, -1)
+        out = self.transformer(x.reshape(rows, h, w), encoder_hidden_states=states, pooled_text_emb=pooled,
+                               micro_conds=micro)  # [B, K, h, w]
+        return out.float().reshape(rows, self.num_classes, positions).transpose(1, 2)

@@ -1,0 +1,16 @@
+"""Project paths, anchored to the repository root so code runs from any working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # repository root (papermill and nbval start elsewhere)
+DATA = ROOT / "data"
+MODELS = ROOT / "models"
+REPORTS = ROOT / "reports"
+FIGURES = REPORTS / "figures"
+TABLES = REPORTS / "tables"
+METRICS = REPORTS / "metrics"
+PLOTS = REPORTS / "plots"
+
+LOG_FLOOR = -70.0  # finite log-probability floor (as diffusers' VQ-Diffusion scheduler) instead of -inf
