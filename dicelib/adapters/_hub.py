@@ -60,3 +60,11 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def place(module: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """Return `module` moved to `device` (and cast to `dtype` only when it differs: diffusers warns on every cast)."""
+    module = module.to(device)
+    if dtype is not None and getattr(module, "dtype", dtype) != dtype:
+        module = module.to(dtype)
+    return module.eval()

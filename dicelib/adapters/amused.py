@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import DiceError
-from ._hub import default_device, load_component, resolve_snapshot
+from ._hub import default_device, load_component, place, resolve_snapshot
 from ._vq_codec import to_image_tensor, vq_decode, vq_encode
 
 REPO_ID = "amused/amused-256"
@@ -36,9 +36,9 @@ class Amused:
         cfg = transformer.config
         self.name = name
         self.device = default_device(device)
-        self.vqvae = vqvae.to(self.device, torch.float32).eval()  # float16 VQ decoding gives NaNs
-        self.transformer = transformer.to(self.device, dtype).eval()
-        self.text_encoder = text_encoder.to(self.device, dtype).eval() if text_encoder is not None else None
+        self.vqvae = place(vqvae, self.device, torch.float32)  # float16 VQ decoding gives NaNs
+        self.transformer = place(transformer, self.device, dtype)
+        self.text_encoder = place(text_encoder, self.device, dtype) if text_encoder is not None else None
         self.tokenizer = tokenizer
         self.num_classes = int(cfg.codebook_size)  # K; the logits have no [MASK] row
         mask = scheduler.config.mask_token_id if scheduler is not None else cfg.vocab_size - 1

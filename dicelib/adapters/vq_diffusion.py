@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DiceError
 from ..transitions import MultinomialSchedule
-from ._hub import default_device, load_component, resolve_snapshot
+from ._hub import default_device, load_component, place, resolve_snapshot
 from ._vq_codec import to_image_tensor, vq_decode, vq_encode
 
 REPO_ID = "microsoft/vq-diffusion-ithq"
@@ -55,9 +55,9 @@ class VQDiffusion:
             raise DiceError("VQDiffusion needs a discrete Transformer2DModel (num_vector_embeds set)")
         self.name = name
         self.device = default_device(device)
-        self.vqvae = vqvae.to(self.device, torch.float32).eval()  # float16 VQ decoding gives NaNs
-        self.transformer = transformer.to(self.device, dtype).eval()
-        self.text_encoder = text_encoder.to(self.device, dtype).eval() if text_encoder is not None else None
+        self.vqvae = place(vqvae, self.device, torch.float32)  # float16 VQ decoding gives NaNs
+        self.transformer = place(transformer, self.device, dtype)
+        self.text_encoder = place(text_encoder, self.device, dtype) if text_encoder is not None else None
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self.learned_embeddings = learned_embeddings

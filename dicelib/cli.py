@@ -1,0 +1,171 @@
+"""Return the `dicelib` command line (typer app): invert an image, edit it under a new prompt, list models.
+
+    dicelib edit --model amused/amused-256 --image in.png --source "a cat" --target "a dog" --out out.png
+    dicelib invert --model shapes --image in.png --source "..." --save-inversion inv.pt --out recon.png
+    dicelib edit --model shapes --inversion inv.pt --target "..." --out out.png
+    dicelib models
+
+Bad input (unknown model, missing weights, unreadable image, bad values, foreign inversion file)
+ends with a one-line `Error: ...` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="DICE: invert images into discrete latents and edit them under new prompts.")
+
+MODEL = typer.Option("shapes", "--model", "-m", help="registry name (see `dicelib models`) or <family>:<folder>")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+SEED = typer.Option(0, "--seed", help="seed of every random draw (same seed, same output)")
+STEPS = typer.Option(None, "--steps", help="inversion steps (default: 32 masked, the schedule's T multinomial)")
+TAU = typer.Option(None, "--tau", help="start noise level in (0, 1] (default: the model's)")
+CFG = typer.Option(None, "--cfg", help="classifier-free guidance scale (default: the model's; 1 = none)")
+PSEUDO = typer.Option("lai", "--pseudo-inverse", help="onehot | model | lai (exact reconstruction: onehot, lai)")
+STORE = typer.Option("float32", "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def _readable_errors() -> Iterator[None]:
+    """Turn dicelib's input errors (and unreadable files) into one line on stderr and exit code 2."""
+    from .errors import DiceError
+
+    try:
+        yield
+    except DiceError as err:  # includes MissingWeightsError and InversionFileError
+        _fail(str(err))
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        _fail(f"{err.strerror}: {err.filename}")
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _cfg(value: float | None, spec: Any) -> float | None:
+    value = spec.defaults.get("cfg") if value is None else value
+    return None if value is None or float(value) == 1.0 else float(value)  # w = 1 is plain conditioning
+
+
+def _invert(model: Any, spec: Any, image: Path, source: str, steps: int | None, tau: float | None, cfg: float | None,
+            pseudo_inverse: str, store: str, seed: int) -> Any:
+    import dicelib
+
+    x0 = model.encode_image(image)
+    cond = model.encode_prompt([source])
+    opts = {"noise": model.noise} if model.method == "masked" else {}
+    inv = dicelib.invert(model, x0, cond, method=model.method, steps=steps,
+                         tau=spec.defaults.get("tau", 1.0) if tau is None else tau, pseudo_inverse=pseudo_inverse,
+                         cfg_scale=_cfg(cfg, spec), store=store, generator=_generator(seed), progress=True, **opts)
+    if inv.mismatch_rate is not None:
+        typer.echo(f"pseudo-inverse 'model': argmax D(x0) differs from x0 at {100 * inv.mismatch_rate:.2f}% of tokens")
+    return inv
+
+
+def _save_output(model: Any, tokens: Any, out: Path) -> None:
+    from .adapters._vq_codec import save_image
+
+    save_image(model.decode(tokens)[0], out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def invert(
+    image: Path = typer.Option(..., "--image", "-i", help="input image (PNG, JPEG, ...)"),
+    source: str = typer.Option(..., "--source", "-s", help="prompt describing the input image"),
+    save_inversion: Path = typer.Option(..., "--save-inversion", help="where to write the inversion (.pt)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the reconstruction image here"),
+    model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
+    pseudo_inverse: str = PSEUDO, store: str = STORE, seed: int = SEED, device: Optional[str] = DEVICE,
+) -> None:
+    """Invert IMAGE under the SOURCE prompt and save the inversion (reuse it with `edit --inversion`)."""
+    import dicelib
+
+    from .model_registry import load_model
+
+    with _readable_errors():
+        model, spec = load_model(model_name, device)
+        inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed)
+        inv.save(save_inversion)
+        typer.echo(f"wrote {save_inversion} ({inv.num_edit_steps} steps, {inv.nbytes() / 2**20:.1f} MiB)")
+        if out is not None:
+            x = dicelib.reconstruct(model, inv, progress=True)
+            changed = int((x != inv.x0).sum())
+            typer.echo(f"reconstruction: {changed} of {inv.x0.numel()} tokens differ from the input")
+            _save_output(model, x, out)
+
+
+@app.command()
+def edit(
+    target: str = typer.Option(..., "--target", "-t", help="prompt describing the edited image"),
+    out: Path = typer.Option(..., "--out", "-o", help="where to write the edited image"),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="input image (or give --inversion)"),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="prompt describing the input image"),
+    inversion: Optional[Path] = typer.Option(None, "--inversion", help="reuse a saved inversion instead of inverting"),
+    save_inversion: Optional[Path] = typer.Option(None, "--save-inversion", help="also save the inversion here"),
+    lambda1: Optional[float] = typer.Option(None, "--lambda1", help="weight of the latents (source content)"),
+    lambda2: Optional[float] = typer.Option(None, "--lambda2", help="weight of fresh Gumbel noise"),
+    injection: str = typer.Option("add", "--injection", help="add | variance_preserving | max"),
+    model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
+    pseudo_inverse: str = PSEUDO, store: str = STORE, seed: int = SEED, device: Optional[str] = DEVICE,
+) -> None:
+    """Edit an image (IMAGE + SOURCE, or a saved --inversion) towards the TARGET prompt."""
+    import dicelib
+
+    from .model_registry import load_model
+
+    with _readable_errors():
+        if inversion is not None and (image is not None or source is not None):
+            _fail("give either --inversion, or --image with --source, not both")
+        if inversion is None and (image is None or source is None):
+            _fail("give --image and --source (or a saved --inversion)")
+        model, spec = load_model(model_name, device)
+        if inversion is not None:
+            inv = dicelib.Inversion.load(inversion)
+        else:
+            inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed)
+        if save_inversion is not None:
+            inv.save(save_inversion)
+            typer.echo(f"wrote {save_inversion}")
+        l1 = spec.defaults.get("lambda1", 0.7) if lambda1 is None else lambda1
+        l2 = spec.defaults.get("lambda2", 0.3) if lambda2 is None else lambda2
+        x = dicelib.edit(model, inv, model.encode_prompt([target]), lambda1=l1, lambda2=l2, injection=injection,
+                         cfg_scale=None if cfg is None else _cfg(cfg, spec), generator=_generator(seed + 1),
+                         progress=True)
+        changed = int((x.cpu() != inv.x0.cpu()).sum())
+        typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
+        _save_output(model, x, out)
+
+
+@app.command()
+def models() -> None:
+    """List the model names `--model` accepts and whether their weights are on this machine."""
+    from .adapters._hub import resolve_snapshot
+    from .errors import DiceError
+    from .model_registry import REGISTRY
+
+    for name, spec in sorted(REGISTRY.items()):
+        status = "built in"
+        if "/" in name:
+            try:
+                resolve_snapshot(name)
+                status = "in HF cache"
+            except DiceError:
+                status = "weights missing"
+        typer.echo(f"{name:32s} {spec.family:13s} {status:16s} {spec.description}")
+
+
+if __name__ == "__main__":
+    app()

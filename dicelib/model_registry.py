@@ -1,0 +1,100 @@
+"""Return image models by name (real adapters, random-weight ones, the embedded `shapes`) with their defaults.
+
+Every model returned by `load_model` follows the DiscreteDenoiser protocol and also has
+`encode_image(images) -> x0 [B, D]`, `decode(x) -> images [B, 3, H, W] in [0, 1]`,
+`encode_prompt(prompts) -> cond`, `method` ("masked" | "multinomial"), `noise` (masked only) and
+`image_size`. Names: the entries of REGISTRY, or "<family>:<local folder>" (e.g.
+"amused:/data/amused-256") for a checkpoint saved outside the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .errors import DiceError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model and the editing defaults that suit it (paper Table 7 where it has them)."""
+
+    name: str
+    family: str  # "amused" | "vq-diffusion" | "shapes"
+    loader: Callable[[str, torch.device | None], Any]  # (name or folder, device) -> model
+    defaults: dict[str, float] = field(default_factory=dict)  # cfg, tau, lambda1, lambda2
+    description: str = ""
+
+
+def _amused(source: str, device: torch.device | None) -> Any:
+    from .adapters.amused import Amused
+
+    return Amused.from_pretrained(source, device=device)
+
+
+def _vq_diffusion(source: str, device: torch.device | None) -> Any:
+    from .adapters.vq_diffusion import VQDiffusion
+
+    return VQDiffusion.from_pretrained(source, device=device)
+
+
+def _random_amused(source: str, device: torch.device | None) -> Any:
+    from .adapters.random_components import random_amused
+
+    return random_amused("tiny", device=device)
+
+
+def _random_vq_diffusion(source: str, device: torch.device | None) -> Any:
+    from .adapters.random_components import random_vq_diffusion
+
+    return random_vq_diffusion("tiny", device=device)
+
+
+def _shapes(source: str, device: torch.device | None) -> Any:
+    from .shapes_adapter import load_shapes_image_model
+
+    return load_shapes_image_model(device=device)
+
+
+_MASKED = dict(cfg=10.0, tau=0.9, lambda1=0.7, lambda2=0.3)  # Paella's row of Table 7 (aMUSEd has none)
+_MULTINOMIAL = dict(cfg=5.0, tau=1.0, lambda1=0.2, lambda2=0.8)  # VQ-Diffusion's row of Table 7
+FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL)}
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add `spec` to the registry (replacing an entry of the same name); return it."""
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+for _name in ("amused/amused-256", "amused/amused-512"):
+    register(ModelSpec(_name, "amused", _amused, _MASKED, "aMUSEd masked image model (HF cache)"))
+register(ModelSpec("microsoft/vq-diffusion-ithq", "vq-diffusion", _vq_diffusion, _MULTINOMIAL,
+                   "VQ-Diffusion ITHQ multinomial diffusion (HF cache)"))
+register(ModelSpec("random-amused", "amused", _random_amused, _MASKED, "tiny random-weight aMUSEd (tests, demos)"))
+register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, _MULTINOMIAL,
+                   "tiny random-weight VQ-Diffusion (tests, demos)"))
+register(ModelSpec("shapes", "shapes", _shapes, dict(cfg=3.0, tau=0.8, lambda1=0.7, lambda2=0.3),
+                   "the embedded ShapesBench model trained by the pipeline (models/)"))
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the spec for a registry name or "<family>:<folder>"; unknown names raise a DiceError listing the choices."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    family, sep, folder = name.partition(":")
+    if sep and family in FAMILIES and folder:
+        loader, defaults = FAMILIES[family]
+        return ModelSpec(folder, family, loader, defaults, f"{family} from a local folder")
+    choices = ", ".join(sorted(REGISTRY)) + ", or " + " | ".join(f"{f}:<folder>" for f in FAMILIES)
+    raise DiceError(f"unknown model {name!r}; expected one of {choices}")
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> tuple[Any, ModelSpec]:
+    """Return (model, spec) for `name`; MissingWeightsError when its weights are not on disk."""
+    spec = get_spec(name)
+    return spec.loader(spec.name, None if device is None else torch.device(device)), spec
