@@ -20,7 +20,7 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="DICE: invert images into discrete latents and edit them under new prompts.")
 
-MODEL = typer.Option("shapes", "--model", "-m", help="registry name (see `dicelib models`) or <family>:<folder>")
+MODEL = typer.Option("shapes", "--model", "-m", help="registry name (see `dicelib models`) or <family>:<path>")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 SEED = typer.Option(0, "--seed", help="seed of every random draw (same seed, same output)")
 STEPS = typer.Option(None, "--steps", help="inversion steps (default: 32 masked, the schedule's T multinomial)")
@@ -28,6 +28,8 @@ TAU = typer.Option(None, "--tau", help="start noise level in (0, 1] (default: th
 CFG = typer.Option(None, "--cfg", help="classifier-free guidance scale (default: the model's; 1 = none)")
 PSEUDO = typer.Option("lai", "--pseudo-inverse", help="onehot | model | lai (exact reconstruction: onehot, lai)")
 STORE = typer.Option("float32", "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
+METHOD = typer.Option(None, "--method", help="masked | multinomial (default: the model's; shapes serves both)")
+NOISE = typer.Option(None, "--noise", help="masked method: mask | uniform (default: the model's)")
 
 
 def _fail(message: str) -> None:
@@ -48,10 +50,34 @@ def _readable_errors() -> Iterator[None]:
         _fail(f"{err.strerror}: {err.filename}")
 
 
-def _generator(seed: int) -> Any:
+def _check_values(steps: int | None = None, tau: float | None = None, cfg: float | None = None,
+                  pseudo_inverse: str = "onehot", store: str = "float32", lambdas: tuple[float, float] | None = None,
+                  injection: str = "add") -> None:
+    """Raise a DiceError for bad values before any model loads (loading a real model takes a while)."""
+    from .errors import check_choice
+    from .guidance import check_guidance
+    from .injection import check_lambdas
+    from .pseudo_inverse import PSEUDO_INVERSES, STORES
+    from .schedules import check_steps, check_tau
+
+    if steps is not None:
+        check_steps(steps)
+    if tau is not None:
+        check_tau(tau)
+    check_guidance(cfg, 1.0)
+    check_choice("pseudo_inverse", pseudo_inverse, PSEUDO_INVERSES)
+    check_choice("store", store, STORES)
+    if lambdas is not None:
+        check_lambdas(lambdas[0], lambdas[1], injection)
+
+
+def _generator(seed: int, model: Any) -> Any:
+    """Return a generator on the model's device (draws of [B, D, K] noise stay on the accelerator)."""
     import torch
 
-    return torch.Generator().manual_seed(int(seed))
+    from .protocol import model_device
+
+    return torch.Generator(device=model_device(model)).manual_seed(int(seed))
 
 
 def _cfg(value: float | None, spec: Any) -> float | None:
@@ -60,15 +86,16 @@ def _cfg(value: float | None, spec: Any) -> float | None:
 
 
 def _invert(model: Any, spec: Any, image: Path, source: str, steps: int | None, tau: float | None, cfg: float | None,
-            pseudo_inverse: str, store: str, seed: int) -> Any:
+            pseudo_inverse: str, store: str, seed: int, method: str | None, noise: str | None) -> Any:
     import dicelib
 
     x0 = model.encode_image(image)
     cond = model.encode_prompt([source])
-    opts = {"noise": model.noise} if model.method == "masked" else {}
-    inv = dicelib.invert(model, x0, cond, method=model.method, steps=steps,
+    method = method or model.method
+    opts = {"noise": noise or getattr(model, "noise", "mask")} if method == "masked" else {}
+    inv = dicelib.invert(model, x0, cond, method=method, steps=steps,
                          tau=spec.defaults.get("tau", 1.0) if tau is None else tau, pseudo_inverse=pseudo_inverse,
-                         cfg_scale=_cfg(cfg, spec), store=store, generator=_generator(seed), progress=True, **opts)
+                         cfg_scale=_cfg(cfg, spec), store=store, generator=_generator(seed, model), progress=True, **opts)
     if inv.mismatch_rate is not None:
         typer.echo(f"pseudo-inverse 'model': argmax D(x0) differs from x0 at {100 * inv.mismatch_rate:.2f}% of tokens")
     return inv
@@ -88,7 +115,8 @@ def invert(
     save_inversion: Path = typer.Option(..., "--save-inversion", help="where to write the inversion (.pt)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the reconstruction image here"),
     model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
-    pseudo_inverse: str = PSEUDO, store: str = STORE, seed: int = SEED, device: Optional[str] = DEVICE,
+    pseudo_inverse: str = PSEUDO, store: str = STORE, method: Optional[str] = METHOD, noise: Optional[str] = NOISE,
+    seed: int = SEED, device: Optional[str] = DEVICE,
 ) -> None:
     """Invert IMAGE under the SOURCE prompt and save the inversion (reuse it with `edit --inversion`)."""
     import dicelib
@@ -96,8 +124,9 @@ def invert(
     from .model_registry import load_model
 
     with _readable_errors():
+        _check_values(steps, tau, cfg, pseudo_inverse, store)
         model, spec = load_model(model_name, device)
-        inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed)
+        inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed, method, noise)
         inv.save(save_inversion)
         typer.echo(f"wrote {save_inversion} ({inv.num_edit_steps} steps, {inv.nbytes() / 2**20:.1f} MiB)")
         if out is not None:
@@ -119,7 +148,8 @@ def edit(
     lambda2: Optional[float] = typer.Option(None, "--lambda2", help="weight of fresh Gumbel noise"),
     injection: str = typer.Option("add", "--injection", help="add | variance_preserving | max"),
     model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
-    pseudo_inverse: str = PSEUDO, store: str = STORE, seed: int = SEED, device: Optional[str] = DEVICE,
+    pseudo_inverse: str = PSEUDO, store: str = STORE, method: Optional[str] = METHOD, noise: Optional[str] = NOISE,
+    seed: int = SEED, device: Optional[str] = DEVICE,
 ) -> None:
     """Edit an image (IMAGE + SOURCE, or a saved --inversion) towards the TARGET prompt."""
     import dicelib
@@ -131,18 +161,18 @@ def edit(
             _fail("give either --inversion, or --image with --source, not both")
         if inversion is None and (image is None or source is None):
             _fail("give --image and --source (or a saved --inversion)")
+        _check_values(steps, tau, cfg, pseudo_inverse, store, (lambda1 or 0.0, lambda2 or 0.0), injection)
+        inv = dicelib.Inversion.load(inversion) if inversion is not None else None  # a bad file fails before loading
         model, spec = load_model(model_name, device)
-        if inversion is not None:
-            inv = dicelib.Inversion.load(inversion)
-        else:
-            inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed)
+        if inv is None:
+            inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed, method, noise)
         if save_inversion is not None:
             inv.save(save_inversion)
             typer.echo(f"wrote {save_inversion}")
         l1 = spec.defaults.get("lambda1", 0.7) if lambda1 is None else lambda1
         l2 = spec.defaults.get("lambda2", 0.3) if lambda2 is None else lambda2
         x = dicelib.edit(model, inv, model.encode_prompt([target]), lambda1=l1, lambda2=l2, injection=injection,
-                         cfg_scale=None if cfg is None else _cfg(cfg, spec), generator=_generator(seed + 1),
+                         cfg_scale=None if cfg is None else _cfg(cfg, spec), generator=_generator(seed + 1, model),
                          progress=True)
         changed = int((x.cpu() != inv.x0.cpu()).sum())
         typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
@@ -156,9 +186,13 @@ def models() -> None:
     from .errors import DiceError
     from .model_registry import REGISTRY
 
+    from .shapes_model import CHECKPOINT
+
     for name, spec in sorted(REGISTRY.items()):
-        status = "built in"
-        if "/" in name:
+        status = "random weights"
+        if spec.family == "shapes":
+            status = "trained" if CHECKPOINT.is_file() else "not trained yet"
+        elif "/" in name:
             try:
                 resolve_snapshot(name)
                 status = "in HF cache"

@@ -3,8 +3,8 @@
 Every model returned by `load_model` follows the DiscreteDenoiser protocol and also has
 `encode_image(images) -> x0 [B, D]`, `decode(x) -> images [B, 3, H, W] in [0, 1]`,
 `encode_prompt(prompts) -> cond`, `method` ("masked" | "multinomial"), `noise` (masked only) and
-`image_size`. Names: the entries of REGISTRY, or "<family>:<local folder>" (e.g.
-"amused:/data/amused-256") for a checkpoint saved outside the Hugging Face cache.
+`image_size`. Names: the entries of REGISTRY, or "<family>:<path>" (e.g. "amused:/data/amused-256",
+"shapes:models/shapes-small.pt") for a checkpoint outside the Hugging Face cache or models/.
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ def _random_vq_diffusion(source: str, device: torch.device | None) -> Any:
 
 
 def _shapes(source: str, device: torch.device | None) -> Any:
-    from .shapes_adapter import load_shapes_image_model
+    from .shapes_image_model import load_shapes_image_model
 
-    return load_shapes_image_model(device=device)
+    return load_shapes_image_model(None if source == "shapes" else source, device=device)
 
 
 _MASKED = dict(cfg=10.0, tau=0.9, lambda1=0.7, lambda2=0.3)  # Paella's row of Table 7 (aMUSEd has none)
 _MULTINOMIAL = dict(cfg=5.0, tau=1.0, lambda1=0.2, lambda2=0.8)  # VQ-Diffusion's row of Table 7
-FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL)}
+_SHAPES = dict(cfg=3.0, tau=0.8, lambda1=0.7, lambda2=0.3)
+FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL), "shapes": (_shapes, _SHAPES)}
 
 REGISTRY: dict[str, ModelSpec] = {}
 
@@ -78,19 +79,18 @@ register(ModelSpec("microsoft/vq-diffusion-ithq", "vq-diffusion", _vq_diffusion,
 register(ModelSpec("random-amused", "amused", _random_amused, _MASKED, "tiny random-weight aMUSEd (tests, demos)"))
 register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, _MULTINOMIAL,
                    "tiny random-weight VQ-Diffusion (tests, demos)"))
-register(ModelSpec("shapes", "shapes", _shapes, dict(cfg=3.0, tau=0.8, lambda1=0.7, lambda2=0.3),
-                   "the embedded ShapesBench model trained by the pipeline (models/)"))
+register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Return the spec for a registry name or "<family>:<folder>"; unknown names raise a DiceError listing the choices."""
+    """Return the spec for a registry name or "<family>:<path>"; unknown names raise a DiceError listing the choices."""
     if name in REGISTRY:
         return REGISTRY[name]
     family, sep, folder = name.partition(":")
     if sep and family in FAMILIES and folder:
         loader, defaults = FAMILIES[family]
-        return ModelSpec(folder, family, loader, defaults, f"{family} from a local folder")
-    choices = ", ".join(sorted(REGISTRY)) + ", or " + " | ".join(f"{f}:<folder>" for f in FAMILIES)
+        return ModelSpec(folder, family, loader, defaults, f"{family} from {folder}")
+    choices = ", ".join(sorted(REGISTRY)) + ", or " + " | ".join(f"{f}:<path>" for f in FAMILIES)
     raise DiceError(f"unknown model {name!r}; expected one of {choices}")
 
 

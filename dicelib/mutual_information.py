@@ -43,8 +43,9 @@ def gaussian_mi_monte_carlo(betas: torch.Tensor, t: int, num_samples: int, gener
     """Return (estimate, standard error) of I(z_t; x_0) at t (1-based) from `num_samples` scalar draws.
 
     The estimate is -1/2 log(1 - r^2) - 1/(2n), with r the sample correlation of z_t and x_0 and
-    1/(2n) the bias of r^2 under independence. Its standard error uses n r^2 ~ noncentral
-    chi-square(1, n rho^2), so Var(r^2) = (2 + 4 n rho^2) / n^2: honest also where rho ~ 0.
+    1/(2n) the bias of r^2 near independence. Its standard error uses n r^2 ~ noncentral
+    chi-square(1, n rho^2), Var(r^2) = (2 + 4 n rho^2) / n^2, with rho^2 read as r^2 (which
+    includes the 1/n noise floor, so the error is not understated where rho is near 0).
     """
     alphas = 1 - betas
     abar = torch.cumprod(alphas, 0)
@@ -57,8 +58,7 @@ def gaussian_mi_monte_carlo(betas: torch.Tensor, t: int, num_samples: int, gener
     r2 = torch.corrcoef(torch.stack([z, x0]))[0, 1].item() ** 2
     n = num_samples
     estimate = -0.5 * math.log1p(-r2) - 1 / (2 * n)
-    rho2 = max(r2 - 1 / n, 0.0)
-    stderr = math.sqrt(2 + 4 * n * rho2) / n / (2 * (1 - r2))
+    stderr = math.sqrt(2 + 4 * n * r2) / n / (2 * (1 - r2))
     return estimate, stderr
 
 

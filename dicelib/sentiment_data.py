@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import DATA, ROOT
 from .errors import DiceError, check_choice
-from .text_reports import write_json
+from .reporting import atomic_write
 
 DATASET_DIR = DATA / "sentiment_editing"
 RAW = DATASET_DIR / "text_editing_dataset.json"
@@ -104,7 +104,8 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = params["text_data"]
     split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]))
-    write_json(SPLIT, {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]), **split})
+    record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]), **split}
+    atomic_write(SPLIT, lambda f: f.write(json.dumps(record) + "\n"))
     print(f"wrote {SPLIT.relative_to(ROOT)}: {len(split['train'])} train / {len(split['test'])} test pairs")
 
 

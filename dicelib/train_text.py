@@ -18,10 +18,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .config import METRICS, ROOT
+from .config import ROOT
 from .sentiment_data import load_pairs
-from .text_model import CHECKPOINT, build_model, build_tokenizer, save_checkpoint, train_tokenizer
-from .text_reports import write_json
+from .text_model import CHECKPOINT, SPECIAL_TOKENS, build_model, build_tokenizer, save_checkpoint, train_tokenizer
+from .reporting import save_metrics
+
+PAD = SPECIAL_TOKENS.index("<pad>")  # id 1, RoBERTa order
 
 
 def encode_rows(lm: Any, rows: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
@@ -59,12 +61,17 @@ def corrupt(ids: torch.Tensor, content: torch.Tensor, mask_token: int, gen: torc
 def batch_loss(model: Any, batch: dict[str, torch.Tensor], masked: torch.Tensor, mask_token: int,
                visible_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (weighted loss, masked-token accuracy) of one batch."""
-    inputs = batch["ids"].masked_fill(masked, mask_token)
-    logits = model(input_ids=inputs, attention_mask=(batch["ids"] != 1).long()).logits  # [N, L, V]
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["ids"], reduction="none")  # [N, L]
-    weight = masked.float() + visible_weight * (batch["content"] & ~masked).float()
-    loss = (nll * weight).sum() / weight.sum()
-    acc = (logits.argmax(-1) == batch["ids"])[masked].float().mean()
+    keep = batch["ids"].ne(PAD).any(dim=0)  # drop columns that are padding in every row
+    ids, content, masked = batch["ids"][:, keep], batch["content"][:, keep], masked[:, keep]
+    hidden = model.roberta(input_ids=ids.masked_fill(masked, mask_token),
+                           attention_mask=ids.ne(PAD).long()).last_hidden_state  # [N, L, H]
+    # the LM head (the widest matmul) runs only where the loss looks: content tokens
+    weight = masked.float() + visible_weight * (content & ~masked).float()  # [N, L]
+    where = weight > 0
+    logits = model.lm_head(hidden[where])  # [M, V]
+    nll = torch.nn.functional.cross_entropy(logits, ids[where], reduction="none")  # [M]
+    loss = (nll * weight[where]).sum() / weight[where].sum()
+    acc = (logits.argmax(-1) == ids[where])[masked[where]].float().mean()
     return loss, acc
 
 
@@ -93,7 +100,7 @@ def train(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, An
     from .adapters.masked_lm import MaskedLM
 
     torch.manual_seed(seed)  # weight init and dropout use the global RNG
-    torch.set_num_threads(int(cfg.get("threads", 2)))
+    torch.set_num_threads(int(cfg.get("threads", 1)))  # >1 thread collapses under CPU contention
     train_pairs, test_pairs = load_pairs("train"), load_pairs("test")
     rows = [(p.neg_context, p.neg_content) for p in train_pairs] + [(p.pos_context, p.pos_content) for p in train_pairs]
     vocab, merges = train_tokenizer([t for r in rows for t in r], int(cfg["vocab_size"]))
@@ -123,7 +130,7 @@ def train(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, An
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     seconds = time.perf_counter() - start
     metrics = {
         "train_loss": sum(losses[-50:]) / len(losses[-50:]),
@@ -144,7 +151,7 @@ def main() -> None:
     seed, cfg = int(params["base"]["seed"]), params["text_model"]
     out = train(cfg, seed)
     save_checkpoint(CHECKPOINT, out["model"], out["vocab"], out["merges"], {"seed": seed, **out["metrics"]})
-    write_json(METRICS / "text_model.json", out["metrics"])
+    save_metrics(out["metrics"], "text_model")
     print(f"wrote {CHECKPOINT.relative_to(ROOT)}: {out['metrics']}")
 
 

@@ -50,6 +50,7 @@ class Amused:
         if self.image_size % scale:
             raise DiceError(f"resolution {self.image_size} must be a multiple of the VQ's downscale {scale}")
         self.grid = (self.image_size // scale, self.image_size // scale)  # token map h x w, row-major
+        self.num_positions = self.grid[0] * self.grid[1]  # D
         # micro-conditioning as the pipeline: [width, height, crop x, crop y, aesthetic score]
         self._micro = torch.tensor([self.image_size, self.image_size, *crop_coord, aesthetic_score], dtype=torch.float32)
         self._null: dict[str, torch.Tensor] | None = None

@@ -64,6 +64,7 @@ class VQDiffusion:
         self.num_classes = int(cfg.num_vector_embeds) - 1  # K codebook ids; input id K is [MASK]
         self.mask_id = self.num_classes
         self.grid = (int(transformer.height), int(transformer.width))  # token map h x w, row-major
+        self.num_positions = self.grid[0] * self.grid[1]  # D
         self.image_size = self.grid[0] * 2 ** (len(vqvae.config.block_out_channels) - 1)
         self.num_timesteps = int(scheduler.config.num_train_timesteps)
         if int(scheduler.config.num_vec_classes) != self.num_classes + 1:

@@ -1,0 +1,33 @@
+# dicelib workspace. `make help` lists the targets.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+TEST_REPORTS := $(shell mktemp -d -t dicelib-reports-XXXXXX 2>/dev/null || echo /tmp/dicelib-reports)
+
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+install:  ## install dicelib and everything the pipeline needs (torch pinned to the CPU-capable 2.13.0)
+	$(PIP) install -q -e .
+
+install-dev:  ## install dicelib with the test tools
+	$(PIP) install -q -e ".[dev]"
+
+repro: install  ## set up and run the whole DVC pipeline on the embedded defaults
+	$(PYTHON) -m dvc repro
+	$(PYTHON) -m dvc status
+
+test: install-dev  ## set up and run the tests, notebooks included (teaching sizes; outputs go to a temp dir)
+	DICELIB_REPORTS=$(TEST_REPORTS) $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+lab: install  ## open the notebooks in JupyterLab
+	$(PYTHON) -m jupyter lab notebooks/
+
+bench: install  ## run the speed and memory benchmark of the adapters (uses CUDA when present)
+	$(PYTHON) benchmarks/bench_adapters.py
+
+clean:  ## remove caches (keeps the committed pipeline outputs)
+	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info
+
+.PHONY: help install install-dev repro test lab bench clean

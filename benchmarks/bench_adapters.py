@@ -1,0 +1,157 @@
+"""Benchmark DICE inversion + editing through the image adapters at their real shapes (random weights).
+
+Real shapes: aMUSEd-256 (16x16 tokens, codebook 8192, 22-layer UViT; masked method, 32 steps) and
+VQ-Diffusion ITHQ (32x32 tokens, 4096 classes, 36 layers; multinomial method, T = 100). `--small`
+shrinks both to CPU-friendly sizes. For each model and store mode it reports seconds for one
+inversion and one edit (guidance on, as in the paper), the inversion's size, peak memory (CUDA:
+max allocated; CPU: peak RSS growth sampled every 5 ms) and whether reconstruction was exact.
+
+    python benchmarks/bench_adapters.py --small            # CPU, seconds
+    python benchmarks/bench_adapters.py --device cuda      # real sizes on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+import dicelib
+from dicelib.adapters.random_components import random_amused, random_vq_diffusion
+
+HERE = Path(__file__).resolve().parent
+
+
+class PeakMemory:
+    """Context manager measuring peak memory growth in bytes (CUDA allocator, or sampled process RSS)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak = device, 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            import psutil
+
+            self._proc, self._stop = psutil.Process(), threading.Event()
+            self.base = self._proc.memory_info().rss
+            self._max = self.base
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._max = max(self._max, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = self._max - self.base
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_model(name: str, model: object, method: str, steps: int | None, stores: list[str], batch: int,
+                cfg: float, seed: int) -> list[dict]:
+    """Return one result row per store mode: seconds for invert and edit, memory, exactness."""
+    device = model.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x0 = torch.randint(model.num_classes, (batch, model.num_positions), generator=gen, device=device)
+    src = model.encode_prompt(["a photo of a cat"] * batch)
+    tgt = model.encode_prompt(["a photo of a dog"] * batch)
+    opts = {"noise": "mask"} if method == "masked" else {}
+    model.logits(x0, torch.zeros(batch, device=device), src)  # warm-up (kernels, allocator)
+    rows = []
+    for store in stores:
+        _sync(device)
+        with PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            inv = dicelib.invert(model, x0, src, method=method, steps=steps, cfg_scale=cfg, store=store,
+                                 generator=torch.Generator(device=device).manual_seed(seed), **opts)
+            _sync(device)
+            t1 = time.perf_counter()
+            edited = dicelib.edit(model, inv, tgt, lambda1=0.7, lambda2=0.3,
+                                  generator=torch.Generator(device=device).manual_seed(seed + 1))
+            _sync(device)
+            t2 = time.perf_counter()
+        recon = dicelib.edit(model, inv, src, lambda1=1.0, lambda2=0.0)
+        rows.append({"model": name, "method": method, "store": store, "batch": batch, "tokens": model.num_positions,
+                     "classes": model.num_classes, "steps": inv.num_edit_steps, "invert_s": t1 - t0, "edit_s": t2 - t1,
+                     "total_s": t2 - t0, "inversion_mib": inv.nbytes() / 2**20, "peak_mib": mem.peak / 2**20,
+                     "exact": bool(torch.equal(recon, x0)), "edit_changed": float((edited != x0).float().mean())})
+        del inv, edited, recon
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="CPU-friendly sizes instead of the real shapes")
+    p.add_argument("--models", default="amused,vq-diffusion", help="comma-separated: amused, vq-diffusion")
+    p.add_argument("--stores", default="float32,none")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--masked-steps", type=int, default=32, help="aMUSEd inversion steps (the paper's 32)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=str(HERE / "results" / "bench_adapters.json"))
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    size = "small" if a.small else "real"
+    stores = a.stores.split(",")
+    rows = []
+    for name in a.models.split(","):
+        t0 = time.perf_counter()
+        if name == "amused":
+            model, method, steps, cfg = random_amused(size, seed=a.seed, device=device), "masked", a.masked_steps, 10.0
+        elif name == "vq-diffusion":
+            model, method, steps, cfg = random_vq_diffusion(size, seed=a.seed, device=device), "multinomial", None, 5.0
+        else:
+            raise SystemExit(f"unknown model {name!r}; use amused, vq-diffusion")
+        params = sum(p.numel() for p in model.transformer.parameters())
+        print(f"built {name} ({size}, {params / 1e6:.1f}M denoiser parameters) in {time.perf_counter() - t0:.1f}s")
+        for row in bench_model(name, model, method, steps, stores, a.batch, cfg, a.seed):
+            rows.append({**row, "size": size, "denoiser_params_m": params / 1e6})
+        del model
+    header = f"{'model':13s} {'size':5s} {'store':8s} {'tokens':>6s} {'K':>5s} {'steps':>5s} {'invert s':>9s} " \
+             f"{'edit s':>8s} {'total s':>8s} {'inv MiB':>8s} {'peak MiB':>9s} exact"
+    print(f"\ndevice: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}), "
+          f"threads: {torch.get_num_threads()}, batch: {a.batch}, guidance on")
+    print(header)
+    for r in rows:
+        print(f"{r['model']:13s} {r['size']:5s} {r['store']:8s} {r['tokens']:6d} {r['classes']:5d} {r['steps']:5d} "
+              f"{r['invert_s']:9.2f} {r['edit_s']:8.2f} {r['total_s']:8.2f} {r['inversion_mib']:8.1f} "
+              f"{r['peak_mib']:9.1f} {r['exact']}")
+    out = Path(a.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    os.replace(tmp, out)  # atomic: never a half-written result
+    print(f"wrote {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The `dicelib` command line, end to end on tiny random models and on a (tiny, untrained) shapes checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import dicelib
+from dicelib.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shapes_case(tmp_path_factory):
+    """An untrained small shapes checkpoint (reconstruction must be exact for any weights) and a scene."""
+    from dicelib import shapes_model as sm
+    from dicelib import shapesbench as sb
+
+    folder = tmp_path_factory.mktemp("shapes")
+    torch.manual_seed(0)
+    sm.save(sm.ShapesDenoiser(sm.ShapesConfig(dim=32, depth=1, heads=2)), folder / "shapes-tiny.pt")
+    scene = sb.random_scene(np.random.default_rng(0))
+    Image.fromarray(sb.to_rgb(sb.render(scene))).resize((64, 64), Image.Resampling.NEAREST).save(folder / "scene.png")
+    return folder / "shapes-tiny.pt", folder / "scene.png", sb.prompt(scene)
+
+
+@pytest.mark.parametrize("model", ["random-vq-diffusion", "random-amused"])
+def test_invert_then_edit_with_the_source_prompt_is_token_exact(tmp_path, photo, model):
+    inv_path, recon, same = tmp_path / "inv.pt", tmp_path / "recon.png", tmp_path / "same.png"
+    steps = ["--steps", "8"] if model == "random-amused" else []  # multinomial: the scheduler's T
+    res = run("invert", "--model", model, "--image", photo, "--source", "a red cat", "--save-inversion", inv_path,
+              "--out", recon, *steps)
+    assert res.exit_code == 0, res.output
+    assert "reconstruction: 0 of" in res.output
+    inv = dicelib.Inversion.load(inv_path)
+    res = run("edit", "--model", model, "--inversion", inv_path, "--target", "a red cat", "--lambda1", "1",
+              "--lambda2", "0", "--out", same)
+    assert res.exit_code == 0, res.output
+    assert f"edit: 0 of {inv.x0.numel()} tokens changed" in res.output
+    assert np.array_equal(pixels(recon), pixels(same))
+
+
+def test_edit_in_one_command_saves_a_reusable_inversion(tmp_path, photo):
+    out, inv_path = tmp_path / "dog.png", tmp_path / "inv.pt"
+    res = run("edit", "--model", "random-amused", "--image", photo, "--source", "a cat", "--target", "a dog",
+              "--out", out, "--save-inversion", inv_path, "--steps", "6", "--cfg", "4", "--seed", "3")
+    assert res.exit_code == 0, res.output
+    assert pixels(out).shape == (8, 8, 3) and inv_path.is_file()
+    again = tmp_path / "dog2.png"
+    res = run("edit", "--model", "random-amused", "--inversion", inv_path, "--target", "a dog", "--out", again,
+              "--seed", "3")
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(pixels(out), pixels(again))  # same inversion + same seed -> same edit
+
+
+@pytest.mark.parametrize("method", ["masked", "multinomial"])
+def test_shapes_model_reconstructs_exactly_and_edits(tmp_path, shapes_case, method, monkeypatch):
+    from dicelib import shapes_model
+
+    ckpt, scene, prompt = shapes_case
+    monkeypatch.setattr(shapes_model, "CHECKPOINT", ckpt)  # `--model shapes` reads models/shapes.pt
+    inv_path, recon, edited = tmp_path / "inv.pt", tmp_path / "recon.png", tmp_path / "edit.png"
+    steps = ["--steps", "8"] if method == "masked" else []
+    res = run("invert", "--model", "shapes", "--method", method, "--image", scene, "--source", prompt,
+              "--save-inversion", inv_path, "--out", recon, "--tau", "1", *steps)
+    assert res.exit_code == 0, res.output
+    assert "reconstruction: 0 of 256" in res.output
+    want = np.asarray(Image.open(scene).resize((16, 16), Image.Resampling.NEAREST).convert("RGB"))
+    assert np.array_equal(pixels(recon), want)  # palette pixels are the tokens: the image itself comes back
+    target = prompt.rsplit(" on a ", 1)[0] + " on a white background"
+    res = run("edit", "--model", f"shapes:{ckpt}", "--inversion", inv_path, "--target", target, "--out", edited)
+    assert res.exit_code == 0, res.output
+    assert pixels(edited).shape == (16, 16, 3)
+
+
+def test_models_lists_the_registry():
+    res = run("models")
+    assert res.exit_code == 0
+    for name in ("amused/amused-256", "microsoft/vq-diffusion-ithq", "shapes", "random-amused"):
+        assert name in res.output
+
+
+def one_line_error(res, *fragments: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, res.output
+    for frag in fragments:
+        assert frag in lines[0]
+
+
+def test_errors_are_one_line(tmp_path, photo, monkeypatch, shapes_case):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    out = tmp_path / "o.png"
+    base = ["edit", "--image", photo, "--source", "a cat", "--target", "a dog", "--out", out]
+    one_line_error(run(*base, "--model", "amused/amused-256"), "amused/amused-256", "huggingface-cli download")
+    one_line_error(run(*base, "--model", "microsoft/vq-diffusion-ithq"), "microsoft/vq-diffusion-ithq")
+    one_line_error(run(*base, "--model", "no-such-model"), "unknown model", "random-amused")
+    one_line_error(run(*base, "--model", "random-amused", "--tau", "1.5"), "tau")
+    one_line_error(run(*base, "--model", "random-amused", "--lambda1", "nan"), "lambda1")
+    one_line_error(run(*base, "--model", "random-amused", "--steps", "0"), "steps")
+    one_line_error(run(*base, "--model", "random-amused", "--pseudo-inverse", "magic"), "pseudo_inverse", "lai")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    one_line_error(run("edit", "--model", "random-amused", "--image", bad, "--source", "a", "--target", "b",
+                       "--out", out), "cannot read image")
+    one_line_error(run("edit", "--model", "random-amused", "--image", tmp_path / "none.png", "--source", "a",
+                       "--target", "b", "--out", out), "does not exist")
+    one_line_error(run("edit", "--model", "random-amused", "--inversion", tmp_path / "none.pt", "--target", "b",
+                       "--out", out), "no saved inversion")
+    one_line_error(run("edit", "--model", "random-amused", "--inversion", bad, "--image", photo, "--source", "a",
+                       "--target", "b", "--out", out), "either --inversion")
+    one_line_error(run("edit", "--model", "random-amused", "--target", "b", "--out", out), "--image and --source")
+    ckpt, scene, prompt = shapes_case
+    one_line_error(run("edit", "--model", f"shapes:{ckpt}", "--image", scene, "--source", "a cat", "--target", prompt,
+                       "--out", out), "unknown word")
+    inv_path = tmp_path / "amused.pt"
+    assert run("invert", "--model", "random-amused", "--image", photo, "--source", "a", "--steps", "2",
+               "--save-inversion", inv_path).exit_code == 0
+    one_line_error(run("edit", "--model", "random-vq-diffusion", "--inversion", inv_path, "--target", "b",
+                       "--out", out), "K=8")
+    monkeypatch.setattr("dicelib.shapes_model.CHECKPOINT", tmp_path / "untrained.pt")
+    one_line_error(run(*base, "--model", "shapes"), "no shapes checkpoint")
