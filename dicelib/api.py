@@ -107,13 +107,16 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = "masked
         target0 = _clean_prediction(model, inv)
         inv.mismatch_rate = float((target0.argmax(-1) != x0).float().mean())
 
-    latents = []
-    for i in tqdm(range(inv.num_edit_steps), desc="invert", disable=not progress, leave=False):
+    if store == "none":  # editing recomputes the latents from the trajectory: nothing to run now
+        return inv
+    n = inv.num_edit_steps
+    dtype = torch.bfloat16 if store == "bfloat16" else torch.float32
+    inv.latents = torch.empty((n, *x0.shape, traj.num_states), dtype=dtype, device=device)  # once: can be GBs
+    for i in tqdm(range(n), desc="invert", disable=not progress, leave=False):
         x = traj.state(i)
         logp = predict_log_probs(model, [(x, levels_for(x, traj.model_level(i)), cond)], cfg_scale, temperature)[0]
         yhat = traj.yhat(logp, x, i)
-        latents.append(to_storage(_latent(inv, traj, i, yhat, target0), yhat, store))
-    inv.latents = None if store == "none" else torch.stack(latents)
+        inv.latents[i] = to_storage(_latent(inv, traj, i, yhat, target0), yhat, store)
     return inv
 
 
