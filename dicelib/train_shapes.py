@@ -111,7 +111,7 @@ def train(cfg: TrainConfig, model_cfg: ShapesConfig, heldout: set[str], device: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        log.append({"step": step, "loss": float(loss), "lr": lr_at(step)})
+        log.append({"step": step, "loss": loss.item(), "lr": lr_at(step)})
     return model.eval(), pd.DataFrame(log), time.perf_counter() - start
 
 
