@@ -80,28 +80,27 @@ def log_q_xt_given_x0(x0: torch.Tensor, t: int, schedule: MultinomialSchedule, n
     return out
 
 
+def _matrix(keep: float, mask: float, replace_total: float, num_classes: int) -> torch.Tensor:
+    """Return the [K+1, K+1] mask-and-replace matrix M[i, j] = q(i | j) for the given probabilities."""
+    k = num_classes
+    q = torch.zeros(k + 1, k + 1, dtype=torch.float64)
+    q[:k, :k] = replace_total / k
+    q[:k, :k] += keep * torch.eye(k, dtype=torch.float64)
+    q[k, :k] = mask
+    q[k, k] = 1.0  # [MASK] is absorbing
+    return q
+
+
 def one_step_matrix(t: int, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
     """Return Q_t[i, j] = q(x_t = i | x_{t-1} = j) as a [K+1, K+1] float64 matrix (columns sum to 1)."""
     alpha, gamma, b_total = schedule.step(t)
-    k = num_classes
-    q = torch.zeros(k + 1, k + 1, dtype=torch.float64)
-    q[:k, :k] = b_total / k
-    q[:k, :k] += alpha * torch.eye(k, dtype=torch.float64)
-    q[k, :k] = gamma
-    q[k, k] = 1.0
-    return q
+    return _matrix(alpha, gamma, b_total, num_classes)
 
 
 def cumulative_matrix(t: int, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
     """Return Qbar_t[i, j] = q(x_t = i | x_0 = j) as a [K+1, K+1] float64 matrix from the closed form."""
     a, g, b_total = schedule.cumulative(t)
-    k = num_classes
-    q = torch.zeros(k + 1, k + 1, dtype=torch.float64)
-    q[:k, :k] = b_total / k
-    q[:k, :k] += a * torch.eye(k, dtype=torch.float64)
-    q[k, :k] = g
-    q[k, k] = 1.0
-    return q
+    return _matrix(a, g, b_total, num_classes)
 
 
 def log_model_posterior(log_p_x0: torch.Tensor, xt: torch.Tensor, t: int, schedule: MultinomialSchedule) -> torch.Tensor:

@@ -12,15 +12,6 @@ from dicelib.errors import DiceError, MissingWeightsError
 from dicelib.guidance import predict_log_probs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> Amused:
     return random_amused("tiny", seed=0, device="cpu")

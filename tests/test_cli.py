@@ -14,14 +14,6 @@ from dicelib.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 

@@ -11,14 +11,6 @@ from dicelib.adapters.random_components import char_tokenizer
 from dicelib.perceptual_metrics import PerceptualMetrics, _load_lpips, scaled
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> PerceptualMetrics:
     from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
