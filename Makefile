@@ -24,8 +24,8 @@ test: install-dev  ## set up and run the tests, notebooks included (teaching siz
 lab: install  ## open the notebooks in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
-bench: install  ## run the speed and memory benchmark of the adapters (uses CUDA when present)
-	$(PYTHON) benchmarks/bench_adapters.py
+bench: install  ## time inversion + editing of the adapters: real shapes on CUDA, --small on a CPU
+	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
 clean:  ## remove caches (keeps the committed pipeline outputs)
 	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info

@@ -24,10 +24,13 @@ from tqdm.auto import tqdm
 
 from . import image_metrics as im
 from .api import edit, invert
+from .errors import DiceError
+from .schedules import LambdaSchedule
 from .regeneration import regenerate
 from .shapes_model import encode
 
 BASELINES = ("lambda1_zero", "inpainting_oracle_mask", "regeneration")
+REGENERATION_ORDER = "confidence"  # the baselines' sampler (MaskGIT order: the stronger generator here)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class EditRunner:
         self.source_cond = encode(list(self.cases["source_prompt"]), length)  # [N, L]
         self.target_cond = encode(list(self.cases["target_prompt"]), length)
         self._inversions: dict[tuple, Any] = {}
+        self._baselines: dict[tuple, np.ndarray] = {}
 
     def inversion(self, s: EditSettings):
         """Return the (cached) inversion of every source under its source prompt."""
@@ -98,19 +102,21 @@ class EditRunner:
         return x.cpu().numpy()
 
     def baseline(self, name: str, s: EditSettings) -> np.ndarray:
-        """Return a baseline's outputs [N, D] with the steps, guidance and seed of `s`."""
+        """Return a baseline's outputs [N, D] with the steps, guidance and seed of `s` (cached)."""
+        key = (name, s)
+        if key in self._baselines:
+            return self._baselines[key]
         if name == "lambda1_zero":
-            return self.edit(replace(s, lambda1=0.0, lambda2=1.0, lambda_schedule="uniform"))
-        gen = torch.Generator().manual_seed(s.seed + 2)
-        steps = s.steps or 32
-        if name == "regeneration":
-            out = regenerate(self.model, self.target_cond, steps, s.cfg_scale, generator=gen, noise=s.noise)
-        elif name == "inpainting_oracle_mask":
-            out = regenerate(self.model, self.target_cond, steps, s.cfg_scale, generator=gen, noise=s.noise,
-                             source=self.source, keep=torch.from_numpy(~self.mask))
+            out = self.edit(replace(s, lambda1=0.0, lambda2=1.0, lambda_schedule="uniform"))
+        elif name in ("regeneration", "inpainting_oracle_mask"):
+            gen = torch.Generator().manual_seed(s.seed + 2)
+            keep = dict(source=self.source, keep=torch.from_numpy(~self.mask)) if name != "regeneration" else {}
+            out = regenerate(self.model, self.target_cond, s.steps or 32, s.cfg_scale, generator=gen, noise=s.noise,
+                             order=REGENERATION_ORDER, **keep).cpu().numpy()
         else:
-            raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
-        return out.cpu().numpy()
+            raise DiceError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+        self._baselines[key] = out
+        return out
 
     def score(self, edited: np.ndarray, **columns: Any) -> pd.DataFrame:
         """Return per-case scores: id, type, edit_accuracy, preservation, edit_score (+ `columns`)."""
@@ -151,6 +157,20 @@ def sweep(runner: EditRunner, base: EditSettings, name: str, values: list[Any], 
     return summarize(pd.concat(rows, ignore_index=True), [label or name])
 
 
+def schedule_sweep(runner: EditRunner, base: EditSettings, schedules: list[str], lambdas: list[float],
+                   lambda1_end: float = 1.0) -> pd.DataFrame:
+    """Return the summary of DICE edits for each lambda schedule x start value lambda1 (lambda2 = 1 - lambda1 per step).
+
+    Non-uniform schedules move lambda1 from the start value (noisiest step) to `lambda1_end`.
+    """
+    rows = []
+    for kind in tqdm(schedules, desc="schedules", disable=not runner.progress, leave=False):
+        for lam in lambdas:
+            s = replace(base, lambda_schedule=kind, lambda1=lam, lambda2=None, lambda1_end=lambda1_end)
+            rows.append(runner.score(runner.edit(s), schedule=kind, lambda1=lam))
+    return summarize(pd.concat(rows, ignore_index=True), ["schedule", "lambda1"])
+
+
 def baselines(runner: EditRunner, s: EditSettings, names: tuple[str, ...] = BASELINES) -> pd.DataFrame:
     """Return the summary of each baseline (column `method`) run with the settings of `s`."""
     per_case = pd.concat([runner.score(runner.baseline(n, s), method=n) for n in names], ignore_index=True)
@@ -175,4 +195,49 @@ def editing_report(dice: pd.DataFrame, base: pd.DataFrame, s: EditSettings) -> d
             entry[b["method"]] = {"edit_accuracy": round(float(b["edit_accuracy"]), 4),
                                   "preservation": round(float(b["preservation"]), 4)}
         out[typ] = entry
+    return out
+
+
+def sweep_table(sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return all sweep summaries stacked: columns sweep, value, type and the scores."""
+    parts = [df.rename(columns={name: "value"}).assign(sweep=name, value=lambda d: d["value"].astype(str))
+             for name, df in sweeps.items()]
+    cols = ["sweep", "value", "type", "edit_accuracy", "preservation", "edit_score"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def final_table(dice: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Return DICE and the baselines side by side: columns method, type and the scores."""
+    return pd.concat([dice.assign(method="dice"), base], ignore_index=True)[
+        ["method", "type", "edit_accuracy", "preservation", "edit_score"]]
+
+
+def example_columns(runner: EditRunner, s: EditSettings, dice_edits: np.ndarray, rows: int = 6) -> dict[str, np.ndarray]:
+    """Return named output grids [rows, 16, 16] for an example figure: target, DICE and each baseline."""
+    side = int(np.sqrt(runner.target.shape[1]))
+    out = {"oracle target": runner.target[:rows], "DICE": dice_edits[:rows]}
+    out |= {name: runner.baseline(name, s)[:rows] for name in BASELINES}
+    return {k: v.reshape(-1, side, side) for k, v in out.items()}
+
+
+def schedule_curves(inv: Any, schedules: list[str], lambdas: list[float], lambda1_end: float = 1.0) -> pd.DataFrame:
+    """Return lambda1 per editing step for each schedule and start value: columns schedule, start, step, level, lambda1."""
+    levels = inv.levels.flip(0)  # editing order: noisiest first
+    rows = []
+    for kind in schedules:
+        for lam in lambdas:
+            values = LambdaSchedule(kind, lam, lambda1_end).values(levels).tolist()
+            rows += [{"schedule": kind, "start": lam, "step": i, "level": float(levels[i]), "lambda1": v}
+                     for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def schedule_report(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Return per schedule the overall scores at its best start value lambda1 (lambda_schedules.json)."""
+    overall = table[table["type"] == "overall"]
+    out = {}
+    for kind, part in overall.groupby("schedule", sort=False):
+        r = part.loc[part["edit_score"].idxmax()]
+        out[kind] = {"lambda1": float(r["lambda1"]), "edit_accuracy": round(float(r["edit_accuracy"]), 4),
+                     "preservation": round(float(r["preservation"]), 4), "edit_score": round(float(r["edit_score"]), 4)}
     return out

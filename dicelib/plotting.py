@@ -7,14 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless runs fall back to Agg; notebooks keep their inline backend
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # figures are files; stages and nbval run without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import shapesbench as sb  # noqa: E402
+from . import shapesbench as sb
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
@@ -177,5 +174,22 @@ def loss_curve(df: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("cross-entropy (nats / pixel)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def schedule_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Return lambda1 against editing step, one line per (schedule, start value)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    styles = ["-", "--", ":", "-."]
+    colours = {}
+    for (kind, start), grp in curves.groupby(["schedule", "start"], sort=False):
+        colour = colours.setdefault(kind, f"C{len(colours)}")
+        ls = styles[sorted(curves["start"].unique()).index(start) % len(styles)]
+        ax.plot(grp["step"], grp["lambda1"], ls, color=colour, marker=".", label=f"{kind}, start {start:g}")
+    ax.set_xlabel("editing step (0 = noisiest)")
+    ax.set_ylabel("lambda1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -38,15 +38,16 @@ def _scores(pred: np.ndarray, source: np.ndarray, cases: pd.DataFrame, **columns
 def reconstruction(model: Any, cases: pd.DataFrame, grids: dict[str, np.ndarray], steps: int = 16,
                    cfg_scale: float | None = 3.0, noise: str = "mask", margin: float = 1.0, seed: int = 0,
                    methods: tuple[str, ...] = METHODS, pseudo_inverses: tuple[str, ...] = PSEUDO_INVERSES,
-                   progress: bool = False) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Return (per-case scores with columns method / pseudo_inverse, {"<method>/model": mismatch_rate}).
+                   progress: bool = False) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+    """Return (per-case scores with columns method / pseudo_inverse, {"<method>/model": mismatch_rate},
+    {"<method>/<pseudo_inverse>" or "regeneration": outputs [N, 16, 16]}).
 
     The masked method runs `steps` steps with `noise`; the multinomial method runs the model's
     transition schedule (its T). Regeneration rows have method "regeneration".
     """
     source = torch.from_numpy(grids["source"].reshape(len(cases), -1).astype(np.int64))  # [N, D]
     cond = encode(list(cases["source_prompt"]), model.config.prompt_len)
-    rows, mismatch = [], {}
+    rows, mismatch, outputs = [], {}, {}
     runs = [(m, p) for m in methods for p in pseudo_inverses]
     for method, pinv in tqdm(runs, desc="reconstruct", disable=not progress, leave=False):
         opts = {"steps": steps, "noise": noise} if method == "masked" else {}
@@ -54,11 +55,13 @@ def reconstruction(model: Any, cases: pd.DataFrame, grids: dict[str, np.ndarray]
                      generator=torch.Generator().manual_seed(seed), **opts)
         out = reconstruct(model, inv).cpu().numpy()
         rows.append(_scores(out, source.numpy(), cases, method=method, pseudo_inverse=pinv))
+        outputs[f"{method}/{pinv}"] = out.reshape(-1, sb.SIZE, sb.SIZE)
         if inv.mismatch_rate is not None:
             mismatch[f"{method}/{pinv}"] = inv.mismatch_rate
     regen = regenerate(model, cond, steps, cfg_scale, noise=noise, generator=torch.Generator().manual_seed(seed + 2))
     rows.append(_scores(regen.cpu().numpy(), source.numpy(), cases, method="regeneration", pseudo_inverse="none"))
-    return pd.concat(rows, ignore_index=True), mismatch
+    outputs["regeneration"] = regen.cpu().numpy().reshape(-1, sb.SIZE, sb.SIZE)
+    return pd.concat(rows, ignore_index=True), mismatch, outputs
 
 
 def summary_table(per_case: pd.DataFrame) -> pd.DataFrame:

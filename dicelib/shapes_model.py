@@ -7,12 +7,15 @@ mask-and-replace, with `t` = the fraction of corrupted pixels. That is what both
 model: the masked method passes the masking level s_i, the multinomial method passes step/T,
 and this model's own `transition_schedule` corrupts 1 - abar_t = t/T of the pixels at step t.
 
-Architecture: 2x2 pixel patches (64 image tokens; each patch's embedding sums one embedding per
-sub-pixel and id) after the prompt's word tokens, a pre-norm transformer encoder, and a head
-that returns K logits for each of a patch's 4 pixels. The noise level is added to every token
-through Fourier features. Prompts use a fixed 21-word vocabulary (no tokenizer download):
-`cond` is a LongTensor [B, L] of word ids (see `encode`), a list of prompt strings, or None
-(the null prompt, used for classifier-free guidance via prompt dropout during training).
+Architecture (a small U-shaped hybrid, chosen because it learns pixel-exact shapes within the
+CPU budget): per-pixel embeddings (K + 1 ids) and residual 3x3 convolutions at full resolution
+(local evidence), a strided convolution to 4x4-pixel patches (16 image tokens) that a pre-norm
+transformer encoder reads together with the prompt's word tokens (global layout and the prompt),
+then per-pixel features again (pixel shuffle) added to the local ones and decoded by residual
+convolutions into K logits per pixel. The noise level t enters through Fourier features, added
+to every token and to the convolutional stem. Prompts use a fixed 20-word vocabulary (no
+tokenizer download): `cond` is a LongTensor [B, L] of word ids (see `encode`), a list of prompt
+strings, or None (the null prompt, used for classifier-free guidance via prompt dropout).
 """
 
 from __future__ import annotations
@@ -43,16 +46,18 @@ class ShapesConfig:
 
     num_classes: int = sb.NUM_CLASSES  # K colours; input id K is [MASK]
     image_size: int = sb.SIZE  # pixels per side
-    patch: int = 2  # pixels per patch side: 4x fewer transformer tokens than pixels
+    patch: int = 4  # pixels per patch side: 16 image tokens for the transformer
     dim: int = 128  # transformer width
     depth: int = 4  # transformer layers
     heads: int = 4  # attention heads
-    prompt_len: int = 16  # word tokens per prompt (padded)
+    pixel_dim: int = 48  # per-pixel features of the convolutional stem and decoder
+    conv_depth: int = 2  # residual 3x3 convolution blocks in the stem and in the decoder (local shape evidence)
+    prompt_len: int = 14  # word tokens per prompt (padded; the longest prompt has 13 words)
     num_steps: int = 32  # T of the model's mask-and-replace transition schedule
     replace_share: float = 0.1  # share of the multinomial corruption that is uniform replacement, not [MASK]
 
 
-def encode(prompts: list[str] | tuple[str, ...], length: int = 16) -> torch.Tensor:
+def encode(prompts: list[str] | tuple[str, ...], length: int = 14) -> torch.Tensor:
     """Return word ids [B, length] of prompts (padded with <pad>); "" is the null prompt."""
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -76,6 +81,18 @@ def shapes_schedule(num_steps: int = 32, replace_share: float = 0.1) -> Multinom
     return MultinomialSchedule(1 - level, (1 - replace_share) * level)
 
 
+class ConvBlock(nn.Module):
+    """A residual pre-norm 3x3 convolution over per-pixel features [B, w, H, W]."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(8 if width % 8 == 0 else 1, width)
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.conv(nn.functional.gelu(self.norm(h)))
+
+
 class ShapesDenoiser(nn.Module):
     """The DiscreteDenoiser of ShapesBench: logits(x [B, 256] in 0..K, t [B], cond) -> [B, 256, K]."""
 
@@ -89,8 +106,13 @@ class ShapesDenoiser(nn.Module):
         self.num_positions = c.image_size**2
         self.side = c.image_size // c.patch  # patches per side
         self.sub = c.patch**2  # pixels per patch
-        self.pixel_embed = nn.Embedding((c.num_classes + 1) * self.sub, c.dim)  # one table per sub-pixel slot
-        self.patch_pos = nn.Parameter(torch.randn(self.side**2, c.dim) * 0.02)
+        w = c.pixel_dim
+        self.pixel_embed = nn.Embedding(c.num_classes + 1, w)
+        self.stem = nn.Sequential(*[ConvBlock(w) for _ in range(c.conv_depth)])  # local evidence at full resolution
+        self.stem_time = nn.Linear(c.dim, w)
+        self.down = nn.Conv2d(w, c.dim, c.patch, stride=c.patch)  # 2x2 patches -> transformer tokens
+        self.row_pos = nn.Parameter(torch.randn(self.side, 1, c.dim) * 0.02)  # factorised 2-D positions
+        self.col_pos = nn.Parameter(torch.randn(1, self.side, c.dim) * 0.02)
         self.word_embed = nn.Embedding(len(VOCAB), c.dim)
         self.word_pos = nn.Parameter(torch.randn(c.prompt_len, c.dim) * 0.02)
         self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(100.0), 16)), persistent=False)
@@ -99,7 +121,9 @@ class ShapesDenoiser(nn.Module):
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
-        self.head = nn.Linear(c.dim, self.sub * c.num_classes)
+        self.up = nn.Linear(c.dim, self.sub * w)  # tokens -> per-pixel features (pixel shuffle)
+        self.decode = nn.Sequential(*[ConvBlock(w) for _ in range(c.conv_depth)], nn.GroupNorm(8 if w % 8 == 0 else 1, w),
+                                    nn.GELU(), nn.Conv2d(w, c.num_classes, 1))
         self.transition_schedule = shapes_schedule(c.num_steps, c.replace_share)
 
     @property
@@ -110,16 +134,6 @@ class ShapesDenoiser(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.word_pos.device
-
-    def _patches(self, x: torch.Tensor) -> torch.Tensor:
-        """Return per-patch pixel ids [B, P, sub] from pixels [B, D], row-major patches."""
-        b, p, s = x.shape[0], self.config.patch, self.side
-        return x.view(b, s, p, s, p).permute(0, 1, 3, 2, 4).reshape(b, s * s, p * p)
-
-    def _pixels(self, y: torch.Tensor) -> torch.Tensor:
-        """Return per-pixel values [B, D, K] from per-patch values [B, P, sub, K] (inverse of _patches)."""
-        b, p, s, k = y.shape[0], self.config.patch, self.side, y.shape[-1]
-        return y.view(b, s, s, p, p, k).permute(0, 1, 3, 2, 4, 5).reshape(b, s * p * s * p, k)
 
     def _cond_ids(self, cond: Any, rows: int) -> torch.Tensor:
         if cond is None:
@@ -137,18 +151,20 @@ class ShapesDenoiser(nn.Module):
         """Return x0 logits [B, D, K] for pixels x [B, D] (ids 0..K), noise levels t [B] and prompts."""
         if x.dim() != 2 or x.shape[1] != self.num_positions:
             raise DiceError(f"the shapes model takes x of shape [B, {self.num_positions}], got {list(x.shape)}")
-        b = x.shape[0]
+        b, n, p, s = x.shape[0], self.config.image_size, self.config.patch, self.side
         words = self._cond_ids(cond, b)
         if words.shape[0] != b:
             raise DiceError(f"cond has {words.shape[0]} rows but x has {b}")
-        offsets = torch.arange(self.sub, device=x.device) * (self.num_classes + 1)
-        h_img = self.pixel_embed(self._patches(x.long()) + offsets).sum(2) + self.patch_pos  # [B, P, dim]
-        h_txt = self.word_embed(words) + self.word_pos  # [B, L, dim]
         angles = t.float().view(-1, 1) * self.freqs * math.pi
         h_t = self.time(torch.cat([angles.sin(), angles.cos()], dim=-1)).unsqueeze(1)  # [B, 1, dim]
+        e = self.pixel_embed(x.long()).view(b, n, n, -1).permute(0, 3, 1, 2)  # [B, w, 16, 16]
+        f = self.stem(e + self.stem_time(h_t[:, 0]).view(b, -1, 1, 1))
+        h_img = self.down(f).flatten(2).transpose(1, 2) + (self.row_pos + self.col_pos).view(s * s, -1)  # [B, P, dim]
+        h_txt = self.word_embed(words) + self.word_pos  # [B, L, dim]
         h = self.encoder(torch.cat([h_txt, h_img], dim=1) + h_t)[:, words.shape[1]:]
-        y = self.head(self.norm(h)).view(b, -1, self.sub, self.num_classes)  # [B, P, sub, K]
-        return self._pixels(y)
+        g = self.up(self.norm(h)).view(b, s, s, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, n, n)
+        y = self.decode(g + f)  # [B, K, 16, 16]: global layout from the transformer + local evidence
+        return y.flatten(2).transpose(1, 2)  # [B, D, K]
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
@@ -157,10 +173,14 @@ class ShapesDenoiser(nn.Module):
 
 
 def save(model: ShapesDenoiser, path: Path = CHECKPOINT, meta: dict | None = None) -> Path:
-    """Return `path` after writing config, weights and metadata atomically (loadable with weights_only=True)."""
+    """Return `path` after writing config, float16 weights and metadata atomically (loadable with weights_only=True).
+
+    Weights are stored in float16 (half the size, committed to git); `load` casts them back to
+    float32, so evaluate a model after a save/load round trip to report what users get.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": "dicelib-shapes-v1", "config": asdict(model.config), "state_dict": state, "meta": meta or {}}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -184,6 +204,6 @@ def load(path: Path | str = CHECKPOINT, device: str | torch.device = "cpu") -> S
     if not isinstance(payload, dict) or payload.get("format") != "dicelib-shapes-v1":
         raise DiceError(f"{path} is not a dicelib shapes checkpoint (format dicelib-shapes-v1)")
     model = ShapesDenoiser(ShapesConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     model.meta = payload.get("meta", {})
     return model.to(device).eval()

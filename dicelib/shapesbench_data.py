@@ -113,6 +113,17 @@ def subset(cases: pd.DataFrame, grids: dict[str, np.ndarray], per_type: int) -> 
     return cases[keep].reset_index(drop=True), {k: v[keep] for k, v in grids.items()}
 
 
+def select(cases: pd.DataFrame, grids: dict[str, np.ndarray], ids: list[str] | str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Return the cases with the given id(s), in that order (rows re-indexed)."""
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    index = {v: i for i, v in enumerate(cases["id"])}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise DiceError(f"unknown case id(s) {missing}; ids look like {list(cases['id'][:3])}")
+    rows = np.array([index[i] for i in ids])
+    return cases.iloc[rows].reset_index(drop=True), {k: v[rows] for k, v in grids.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build ShapesBench and write it under data/shapesbench (the `data` DVC stage)."""
     p = argparse.ArgumentParser(description=main.__doc__)

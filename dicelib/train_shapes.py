@@ -6,8 +6,10 @@ measured on prompts the model never saw. Each image is corrupted at a level t ~ 
 the corruptions the model must undo at inference:
 - uniform renoise (masked method, noise="uniform"): t of the pixels get a uniform random colour;
 - [MASK] absorption (masked method, noise="mask"; multinomial with the VQ-Diffusion schedule);
-- mask-and-replace (multinomial): t of the pixels corrupted, a random share of them replaced and
-  the rest masked.
+- mask-and-replace (multinomial, the model's own schedule): t of the pixels corrupted, a fixed
+  share of them replaced by uniform colours and the rest masked.
+Keeping the three distinguishable (no [MASK] = renoise; [MASK] = few or no replaced pixels) lets
+the model trust visible pixels under [MASK] noise instead of hedging between the modes.
 The loss is the cross-entropy of x0 at every pixel (DICE re-predicts every position at every
 step). The prompt is dropped (null prompt) with probability `cond_drop` for classifier-free
 guidance. After training, samples for held-out prompts are parsed back exactly (`prompt_match`).
@@ -34,7 +36,7 @@ from . import shapesbench_data as sbd
 from .config import FIGURES, METRICS, PLOTS
 from .plotting import atomic_write, loss_curve, save_png, token_grid
 from .regeneration import regenerate
-from .shapes_model import CHECKPOINT, ShapesConfig, ShapesDenoiser, encode, save
+from .shapes_model import CHECKPOINT, ShapesConfig, ShapesDenoiser, encode, load, save
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class TrainConfig:
     warmup: int = 100  # warm-up steps
     weight_decay: float = 0.01  # AdamW weight decay
     cond_drop: float = 0.15  # probability of the null prompt (classifier-free guidance)
-    kind_probs: tuple[float, float, float] = (0.35, 0.35, 0.3)  # renoise / [MASK] / mask-and-replace
+    kind_probs: tuple[float, float, float] = (0.25, 0.5, 0.25)  # renoise / [MASK] / mask-and-replace
+    level_power: float = 1.5  # t = 1 - (1 - v)^power, v ~ U(0, 1): more training at high noise
 
 
 def scene_batch(rng: np.random.Generator, n: int, heldout: set[str]) -> tuple[np.ndarray, list[str]]:
@@ -64,14 +67,16 @@ def scene_batch(rng: np.random.Generator, n: int, heldout: set[str]) -> tuple[np
     return np.stack(tokens), prompts
 
 
-def corrupt(x0: torch.Tensor, k: int, gen: torch.Generator,
-            kind_probs: tuple[float, float, float] = (0.35, 0.35, 0.3)) -> tuple[torch.Tensor, torch.Tensor]:
+def corrupt(x0: torch.Tensor, k: int, gen: torch.Generator, kind_probs: tuple[float, float, float] = (0.35, 0.35, 0.3),
+            replace_share: float = 0.1, level_power: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (x_t [B, D] in 0..K, t [B]): t ~ U(0,1) (stratified) of the pixels corrupted, per row
-    by uniform renoise, [MASK] (id K), or a random mix of both (mask-and-replace)."""
+    by uniform renoise, [MASK] (id K), or mask-and-replace (a `replace_share` of them replaced,
+    the rest masked: exactly what the model's transition schedule does at t = step / T)."""
     b, d = x0.shape
-    t = (torch.randperm(b, generator=gen) + torch.rand(b, generator=gen)) / b  # stratified: low-variance levels
+    v = (torch.randperm(b, generator=gen) + torch.rand(b, generator=gen)) / b  # stratified: low-variance levels
+    t = 1 - (1 - v) ** level_power  # power > 1 favours high noise, where sampling must commit to objects
     kind = torch.multinomial(torch.tensor(kind_probs), b, replacement=True, generator=gen)
-    share = torch.where(kind == 0, 1.0, torch.where(kind == 1, 0.0, torch.rand(b, generator=gen)))  # replaced share
+    share = torch.where(kind == 0, 1.0, torch.where(kind == 1, 0.0, replace_share))  # replaced share per row
     r = torch.rand(b, d, generator=gen)
     corrupted = r < t.view(-1, 1)
     replaced = corrupted & (torch.rand(b, d, generator=gen) < share.view(-1, 1))
@@ -99,7 +104,7 @@ def train(cfg: TrainConfig, model_cfg: ShapesConfig, heldout: set[str], device: 
     for step in tqdm(range(cfg.steps), desc="train shapes", disable=not progress, mininterval=5):
         tokens, prompts = scene_batch(rng, cfg.batch_size, heldout)
         x0 = torch.from_numpy(tokens).long()
-        xt, t = corrupt(x0, model_cfg.num_classes, gen, cfg.kind_probs)
+        xt, t = corrupt(x0, model_cfg.num_classes, gen, cfg.kind_probs, model_cfg.replace_share, cfg.level_power)
         words = encode(prompts, model_cfg.prompt_len)
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop
         words = torch.where(drop.view(-1, 1), null, words)
@@ -116,14 +121,16 @@ def train(cfg: TrainConfig, model_cfg: ShapesConfig, heldout: set[str], device: 
 
 
 def prompt_following(model: ShapesDenoiser, prompts: list[str], steps: int = 32, cfg_scale: float = 3.0,
-                     temperature: float = 1.0, seed: int = 0, batch: int = 128) -> tuple[np.ndarray, dict]:
+                     temperature: float = 1.0, seed: int = 0, batch: int = 128, order: str = "random",
+                     mask_schedule: str = "cosine") -> tuple[np.ndarray, dict]:
     """Return (samples [N, 16, 16], {prompt_match, prompt_match_with_size, unparsed}) for `prompts`."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(prompts), batch):
         chunk = prompts[i:i + batch]
         cond = encode(chunk, model.config.prompt_len).to(model.device)
-        out.append(regenerate(model, cond, steps, cfg_scale, temperature, generator=gen).cpu().numpy())
+        out.append(regenerate(model, cond, steps, cfg_scale, temperature, mask_schedule=mask_schedule, generator=gen,
+                              order=order).cpu().numpy())
     samples = np.concatenate(out).reshape(-1, sb.SIZE, sb.SIZE).astype(np.uint8)
     match = [sb.matches_prompt(s, p) for s, p in zip(samples, prompts)]
     strict = [sb.matches_prompt(s, p, sizes=True) for s, p in zip(samples, prompts)]
@@ -138,12 +145,15 @@ def main(argv: list[str] | None = None) -> dict:
     for f in TrainConfig.__dataclass_fields__.values():
         if f.name != "kind_probs":
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    for name in ("dim", "depth", "heads", "num_steps"):
+    for name in ("patch", "pixel_dim", "conv_depth", "dim", "depth", "heads", "num_steps"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ShapesConfig(), name))
     p.add_argument("--replace-share", type=float, default=ShapesConfig().replace_share)
     p.add_argument("--eval-prompts", type=int, default=120, help="held-out prompts sampled for prompt_match")
     p.add_argument("--eval-steps", type=int, default=32)
     p.add_argument("--eval-cfg", type=float, default=3.0)
+    p.add_argument("--eval-temperature", type=float, default=1.0)
+    p.add_argument("--eval-order", default="random", help="regeneration order: resample, random or confidence")
+    p.add_argument("--eval-schedule", default="cosine", help="masking schedule of the sampler")
     p.add_argument("--data", type=Path, default=sbd.BENCH_DIR)
     p.add_argument("--out", type=Path, default=CHECKPOINT)
     p.add_argument("--metrics", type=Path, default=METRICS / "train_shapes.json")
@@ -152,18 +162,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(a, k) for k in TrainConfig.__dataclass_fields__ if k != "kind_probs"})
-    model_cfg = ShapesConfig(dim=a.dim, depth=a.depth, heads=a.heads, num_steps=a.num_steps, replace_share=a.replace_share)
+    model_cfg = ShapesConfig(patch=a.patch, pixel_dim=a.pixel_dim, conv_depth=a.conv_depth, dim=a.dim, depth=a.depth,
+                             heads=a.heads, num_steps=a.num_steps, replace_share=a.replace_share)
     cases, _ = sbd.load(a.data)
     heldout = sbd.heldout_prompts(cases)
 
     model, log, seconds = train(cfg, model_cfg, heldout, a.device)
+    model = load(save(model, a.out), device=a.device)  # evaluate what users load (float16 weights)
     eval_prompts = sorted(heldout)
     eval_prompts = [eval_prompts[i] for i in np.random.default_rng(a.seed).permutation(len(eval_prompts))[:a.eval_prompts]]
-    samples, quality = prompt_following(model, eval_prompts, a.eval_steps, a.eval_cfg, seed=a.seed)
+    samples, quality = prompt_following(model, eval_prompts, a.eval_steps, a.eval_cfg, a.eval_temperature, seed=a.seed,
+                                        order=a.eval_order, mask_schedule=a.eval_schedule)
     tail = log["loss"].tail(max(1, len(log) // 20)).mean()
     report = {**quality, "train_seconds": round(seconds, 1), "device": a.device, "final_loss": round(float(tail), 5),
               "parameters": sum(p.numel() for p in model.parameters()), "eval_prompts": len(eval_prompts),
-              "eval": {"steps": a.eval_steps, "cfg_scale": a.eval_cfg, "noise": "mask", "mask_schedule": "cosine"},
+              "eval": {"steps": a.eval_steps, "cfg_scale": a.eval_cfg, "temperature": a.eval_temperature, "noise": "mask",
+                       "order": a.eval_order, "mask_schedule": a.eval_schedule},
               "train": asdict(cfg), "model": asdict(model_cfg)}
     save(model, a.out, meta={k: report[k] for k in ("prompt_match", "train_seconds", "final_loss")})
     a.plot.parent.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,13 @@ class MaskedLM:
         self.class_to_vocab = torch.tensor(allowed, dtype=torch.long)  # [K]
         self.vocab_to_class = torch.full((len(tokenizer),), -1, dtype=torch.long)  # [V], -1 = not producible
         self.vocab_to_class[self.class_to_vocab] = torch.arange(len(allowed))
+        # special tokens usually sit at the ends of the vocabulary: then the classes are one slice
+        lo = allowed[0] if allowed else 0
+        self._slice = slice(lo, lo + len(allowed)) if allowed == list(range(lo, lo + len(allowed))) else None
         self.num_classes = len(allowed)
         self.mask_id = self.num_classes  # input-only: becomes tokenizer.mask_token_id
         self.null_cond = [""]
+        self._body, self._head = _split_head(model)
         self._templates: dict[str, tuple[list[int], list[int], list[int], list[int], int]] = {}
 
     @classmethod
@@ -167,7 +171,28 @@ class MaskedLM:
         out = []
         for lo in range(0, b, self.batch_size):
             inputs, positions = self._inputs(vocab[lo: lo + self.batch_size], contexts[lo: lo + self.batch_size])
-            full = self.model(**{k: v.to(device) for k, v in inputs.items()}).logits  # [b', L, V]
-            at = full.gather(1, positions.to(device)[..., None].expand(-1, -1, full.shape[-1]))  # [b', D, V]
-            out.append(at.index_select(-1, allowed).float())  # [b', D, K]
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            positions = positions.to(device)[..., None]  # [b', D, 1]
+            if self._head is not None:  # the vocabulary projection runs on the D content positions only
+                hidden = self._body(**inputs).last_hidden_state  # [b', L, H]
+                at = self._head(hidden.gather(1, positions.expand(-1, -1, hidden.shape[-1])))  # [b', D, V]
+            else:
+                full = self.model(**inputs).logits  # [b', L, V]
+                at = full.gather(1, positions.expand(-1, -1, full.shape[-1]))  # [b', D, V]
+            at = at[..., self._slice] if self._slice is not None else at.index_select(-1, allowed)
+            out.append(at.float())  # [b', D, K]
         return torch.cat(out, dim=0).to(x.device)
+
+
+def _split_head(model: Any) -> tuple[Any, Any]:
+    """Return (encoder, LM head) when the model is exactly `base_model` + one head module, else (model, None).
+
+    RoBERTa (`roberta` + `lm_head`) and BERT (`bert` + `cls`) split this way; the head acts per
+    token, so applying it to the content positions only gives the same logits for a fraction of the
+    cost (the context positions' vocabulary logits are never needed).
+    """
+    base = getattr(model, "base_model", None)
+    if base is None or base is model:
+        return model, None
+    heads = [m for m in model.children() if m is not base and any(True for _ in m.parameters())]
+    return (base, heads[0]) if len(heads) == 1 else (model, None)
