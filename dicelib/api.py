@@ -177,7 +177,8 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = 0.7, lam
             logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temperature)[0]
             z = inv.latents[i].float()
         yhat = traj.yhat(logp, x, i)
-        g = gumbel(tuple(yhat.shape), gen, device=device)
+        # no noise to draw where lambda2 = 0 (reconstruction): a quarter of the editing time at large K
+        g = gumbel(tuple(yhat.shape), gen, device=device) if lambda2s[step] != 0 else torch.zeros_like(yhat)
         scores = inject(yhat, z, g, lambda1s[step], lambda2s[step], injection)
         x = traj.advance(traj.restrict(scores, i).argmax(-1), i)
     return x

@@ -82,6 +82,7 @@ class Inversion:
         os.close(fd)
         try:
             torch.save(self.to_dict(), tmp)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

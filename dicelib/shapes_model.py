@@ -110,6 +110,7 @@ class ShapesDenoiser(nn.Module):
         self.pixel_embed = nn.Embedding(c.num_classes + 1, w)
         self.stem = nn.Sequential(*[ConvBlock(w) for _ in range(c.conv_depth)])  # local evidence at full resolution
         self.stem_time = nn.Linear(c.dim, w)
+        self.stem_words = nn.Linear(c.dim, w)  # the prompt (pooled) reaches every pixel directly
         self.down = nn.Conv2d(w, c.dim, c.patch, stride=c.patch)  # 2x2 patches -> transformer tokens
         self.row_pos = nn.Parameter(torch.randn(self.side, 1, c.dim) * 0.02)  # factorised 2-D positions
         self.col_pos = nn.Parameter(torch.randn(1, self.side, c.dim) * 0.02)
@@ -122,6 +123,8 @@ class ShapesDenoiser(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
         self.up = nn.Linear(c.dim, self.sub * w)  # tokens -> per-pixel features (pixel shuffle)
+        nn.init.zeros_(self.up.weight)  # the global branch starts silent: a plain CNN first, then layout
+        nn.init.zeros_(self.up.bias)
         self.decode = nn.Sequential(*[ConvBlock(w) for _ in range(c.conv_depth)], nn.GroupNorm(8 if w % 8 == 0 else 1, w),
                                     nn.GELU(), nn.Conv2d(w, c.num_classes, 1))
         self.transition_schedule = shapes_schedule(c.num_steps, c.replace_share)
@@ -158,9 +161,10 @@ class ShapesDenoiser(nn.Module):
         angles = t.float().view(-1, 1) * self.freqs * math.pi
         h_t = self.time(torch.cat([angles.sin(), angles.cos()], dim=-1)).unsqueeze(1)  # [B, 1, dim]
         e = self.pixel_embed(x.long()).view(b, n, n, -1).permute(0, 3, 1, 2)  # [B, w, 16, 16]
-        f = self.stem(e + self.stem_time(h_t[:, 0]).view(b, -1, 1, 1))
-        h_img = self.down(f).flatten(2).transpose(1, 2) + (self.row_pos + self.col_pos).view(s * s, -1)  # [B, P, dim]
         h_txt = self.word_embed(words) + self.word_pos  # [B, L, dim]
+        pooled = self.stem_time(h_t[:, 0]) + self.stem_words(self.word_embed(words).mean(1))  # [B, w]
+        f = self.stem(e + pooled.view(b, -1, 1, 1))
+        h_img = self.down(f).flatten(2).transpose(1, 2) + (self.row_pos + self.col_pos).view(s * s, -1)  # [B, P, dim]
         h = self.encoder(torch.cat([h_txt, h_img], dim=1) + h_t)[:, words.shape[1]:]
         g = self.up(self.norm(h)).view(b, s, s, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(b, -1, n, n)
         y = self.decode(g + f)  # [B, K, 16, 16]: global layout from the transformer + local evidence

@@ -78,9 +78,14 @@ def architecture(model: Any) -> dict[str, Any]:
 def save_checkpoint(path: Path, model: Any, vocab: dict[str, int], merges: list[list[str]],
                     meta: dict[str, Any]) -> Path:
     """Return `path` after saving weights (float16), vocabulary and metadata atomically."""
-    state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}
-    blob = {"format": FORMAT, "version": VERSION, "architecture": architecture(model), "state_dict": state,
+    state, tied, owner = {}, {}, {}
+    for k, v in model.state_dict().items():
+        if v.data_ptr() in owner:  # tied weights (the LM head's decoder is the word embedding): store once
+            tied[k] = owner[v.data_ptr()]
+            continue
+        owner[v.data_ptr()] = k
+        state[k] = v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+    blob = {"format": FORMAT, "version": VERSION, "architecture": architecture(model), "state_dict": state, "tied": tied,
             "vocab": dict(vocab), "merges": [list(m) for m in merges], "meta": dict(meta)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +113,7 @@ def load_text_model(path: Path = CHECKPOINT, device: str | torch.device = "cpu")
     blob = load_checkpoint(path)
     model = build_model(**blob["architecture"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    state.update({k: state[src] for k, src in blob.get("tied", {}).items()})  # tied weights were stored once
     model.load_state_dict(state)
     model.to(device).eval()
     return MaskedLM(model, build_tokenizer(blob["vocab"], blob["merges"]), name="text")

@@ -2,15 +2,17 @@
 
 Tables print fractions ×10², as the paper does; `summary` keeps fractions in [0, 1] for
 `reports/metrics/text_editing.json`. Editing rows are scored against the negative source
-(structure preservation), the judges (sentiment correctness: the share read as positive) and the
-gold positive sentence (BLEU, STS). A `gold_positive` row scores the gold sentences themselves the
-same way, so every editing number has its ceiling beside it.
+(structure preservation), the judges (sentiment correctness: the share read as positive), both at
+once (success: structure kept and read positive, as the paper's judge was asked of one sentence)
+and the gold positive sentence (BLEU, STS). A `gold_positive` row scores the gold sentences
+themselves the same way, so every editing number has its reference beside it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .sentiment_data import SentimentPair
@@ -62,6 +64,9 @@ def editing_table(edits: dict[str, list[str]], pairs: list[SentimentPair], setti
                "structure_preservation": structure_preservation(text, source, threshold),
                "word_similarity": float(sum(word_similarity(t, s) for t, s in zip(text, source)) / len(text))}
         row.update({f"sentiment_{j}": sentiment_correctness(judge, text) for j, judge in judges.items()})
+        # the paper's judge asked both questions of the same sentence: a salad of positive words is no edit
+        kept = np.array([word_similarity(t, s) >= threshold for t, s in zip(text, source)])
+        row.update({f"success_{j}": float((kept & judge.positive(text)).mean()) for j, judge in judges.items()})
         row.update({"bleu": bleu(text, gold), "sts": sts(text, gold, embed), "sts_source": sts(text, source, embed),
                     "unchanged": hit_rate(text, source)})
         rows.append(row)
@@ -101,6 +106,7 @@ def summary(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, me
             "lambda1": r["lambda1"], "lambda2": r["lambda2"],
             "structure_preservation": float(r["structure_preservation"]),
             "sentiment_correctness": {j: float(r[f"sentiment_{j}"]) for j in judge_names},
+            "success": {j: float(r[f"success_{j}"]) for j in judge_names},  # structure kept and read positive
             "bleu": float(r["bleu"]), "sts": float(r["sts"]),
         }
     return {

@@ -2,11 +2,17 @@
 
 Trains the small RoBERTa of `dicelib.text_model` on the Sentiment Editing train split: each
 pair gives two rows, (negative context, negative content) and (positive context, positive
-content). Per row a masking level r ~ U(0, 1) masks that share of the content tokens, as the
-masked method's schedule does at inference (not BERT's fixed 15%), so the model can denoise from
-any level. The loss covers masked content tokens and, down-weighted, visible ones: DICE
-re-predicts every position at every step, so visible tokens must come back as themselves.
-Context dropout trains the empty context used for classifier-free guidance.
+content). Three corruptions, all of the content sentence only:
+- a masking level r ~ U(0, 1), as the masked method's schedule does at inference (not BERT's
+  fixed 15%), so the model can denoise from any level;
+- the sentiment words (the tokens that differ from the pair's other sentence) hidden, so the
+  first sentence has to decide them;
+- replacement noise: the other sentiment's words put in place (where the two sentences differ by
+  spans of equal length), so the model repairs visible words that contradict the context — the
+  job BERT's random replacement gives RoBERTa, made informative.
+The loss covers corrupted tokens and, down-weighted, the visible ones: DICE re-predicts every
+position at every step, so visible tokens must come back as themselves. Context dropout trains
+the empty context used for classifier-free guidance. Held-out metrics are for reporting only.
 """
 
 from __future__ import annotations

@@ -23,13 +23,17 @@ PAIRS = [
 ]
 
 
+TEXTS = [t for p in PAIRS for t in (p.neg_context, p.neg_content, p.pos_context, p.pos_content)]
+
+
 @pytest.fixture(scope="module")
 def tiny_lm() -> MaskedLM:
-    texts = [t for p in PAIRS for t in (p.neg_context, p.neg_content, p.pos_context, p.pos_content)]
-    vocab, merges = text_model.train_tokenizer(texts, 300)
+    vocab, merges = text_model.train_tokenizer(TEXTS, 300)
     torch.manual_seed(0)
     model = text_model.build_model(len(vocab), 16, 1, 2, 32, 64, 0.0)
-    return MaskedLM(model, text_model.build_tokenizer(vocab, merges), name="tiny")
+    lm = MaskedLM(model, text_model.build_tokenizer(vocab, merges), name="tiny")
+    lm.vocab, lm.merges = vocab, merges
+    return lm
 
 
 def test_vendored_data_has_licence_source_and_765_pairs():
@@ -69,12 +73,12 @@ def test_tokenizer_trained_here_round_trips_text():
 
 
 def test_checkpoint_round_trip_with_weights_only(tiny_lm, tmp_path):
-    path = text_model.save_checkpoint(tmp_path / "m.pt", tiny_lm.model, tiny_lm.tokenizer.get_vocab(),
-                                      text_model.train_tokenizer([t for p in PAIRS for t in (p.neg_context, p.neg_content, p.pos_context, p.pos_content)], 300)[1],
-                                      {"seed": 0})
-    blob = torch.load(path, weights_only=True)
+    path = text_model.save_checkpoint(tmp_path / "m.pt", tiny_lm.model, tiny_lm.vocab, tiny_lm.merges, {"seed": 0})
+    blob = torch.load(path, weights_only=True)  # plain tensors, strings and numbers only
     assert blob["format"] == text_model.FORMAT and blob["meta"] == {"seed": 0}
+    assert "lm_head.decoder.weight" in blob["tied"]  # the tied word embedding is stored once
     lm = text_model.load_text_model(path)
+    assert lm.model.lm_head.decoder.weight.data_ptr() == lm.model.roberta.embeddings.word_embeddings.weight.data_ptr()
     x0, cond = lm.encode_pair(PAIRS[0].neg_context, PAIRS[0].neg_content)
     ref = tiny_lm.logits(x0, torch.zeros(1), cond)
     torch.testing.assert_close(lm.logits(x0, torch.zeros(1), cond), ref, atol=0.05, rtol=0.01)  # float16 storage
@@ -83,6 +87,30 @@ def test_checkpoint_round_trip_with_weights_only(tiny_lm, tmp_path):
         text_model.load_text_model(tmp_path / "bad.pt")
     with pytest.raises(DiceError, match="train-text"):
         text_model.load_text_model(tmp_path / "missing.pt")
+
+
+def test_training_corruptions_and_a_few_steps(tiny_lm):
+    from dicelib import train_text
+
+    differs, swap = train_text.differing([1, 2, 3, 4], [1, 9, 3, 4])
+    assert differs == [False, True, False, False] and swap == [-1, 9, -1, -1]
+    assert train_text.differing([1, 2, 3], [1, 7, 8, 3])[1] == [-1, -1, -1]  # unequal spans are not swapped
+    rows = [(p.neg_context, p.neg_content, p.pos_content) for p in PAIRS]
+    data = train_text.encode_rows(tiny_lm, rows)
+    batch = {k: data[k] for k in ("ids", "content", "sentiment", "swap")}
+    gen = torch.Generator().manual_seed(0)
+    inputs, corrupted = train_text.corrupt(batch, 0.0, 1.0, tiny_lm.tokenizer.mask_token_id, gen)
+    swapped = batch["swap"] >= 0
+    assert torch.equal(inputs[swapped], batch["swap"][swapped]) and corrupted[swapped].all()
+    assert corrupted.any(dim=1).all() and not (corrupted & ~batch["content"]).any()
+    cfg = {"vocab_size": 300, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32,
+           "max_positions": 128, "dropout": 0.0, "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
+           "weight_decay": 0.0, "visible_weight": 0.3, "span_share": 0.3, "swap_share": 0.4,
+           "context_dropout": 0.1, "eval_every": 2}
+    out = train_text.train(cfg, seed=0, progress=False)
+    assert out["metrics"]["steps"] == 3 and out["metrics"]["train_rows"] == 2 * len(sentiment_data.load_pairs("train"))
+    assert [c["step"] for c in out["curve"]] == [2, 3]
+    assert all(0.0 <= out["metrics"]["test"][k] <= 1.0 for k in ("masked_accuracy", "sentiment_accuracy", "swap_accuracy"))
 
 
 def test_runner_reconstructs_every_length_group_in_order(tiny_lm):

@@ -39,7 +39,7 @@ class MaskedLM:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-        self.batch_size = int(batch_size)  # rows per forward pass (bounds the [rows, L, vocab] logits)
+        self.batch_size = int(batch_size)  # rows per forward pass (bounds activations and [rows, D, vocab] logits)
         out_size = model.get_output_embeddings().weight.shape[0]  # logits width may differ from len(tokenizer)
         special = set(tokenizer.all_special_ids) | {tokenizer.mask_token_id}
         allowed = [i for i in range(min(out_size, len(tokenizer))) if i not in special]
@@ -65,7 +65,8 @@ class MaskedLM:
             tokenizer = AutoTokenizer.from_pretrained(str(model_id), local_files_only=True)
             model = AutoModelForMaskedLM.from_pretrained(str(model_id), local_files_only=True, dtype=dtype, **kwargs)
         except (OSError, ValueError) as err:  # missing cache entries raise OSError subclasses
-            raise MissingWeightsError(missing_weights_message(str(model_id))) from err
+            detail = str(err).splitlines()[0] if isinstance(err, ValueError) and str(err) else ""
+            raise MissingWeightsError(missing_weights_message(str(model_id), detail)) from err
         return cls(model.to(device), tokenizer, name=str(model_id))
 
     @property
