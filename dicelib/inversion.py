@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -76,18 +75,9 @@ class Inversion:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the inversion to `path` atomically (a temp file renamed into place); return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.to_dict(), tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        from .reporting import atomic_write
+
+        return atomic_write(Path(path), lambda f: torch.save(self.to_dict(), f), mode="wb")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "data") -> "Inversion":

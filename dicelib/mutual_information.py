@@ -71,7 +71,6 @@ def discrete_mi(num_classes: int, schedule: MultinomialSchedule) -> torch.Tensor
     """
     k = num_classes
     states = torch.arange(k + 1)
-    prior = torch.full((1, 1, k), -math.log(k), dtype=torch.float64)
     out = []
     for t in range(1, schedule.num_steps + 1):
         q_t = cumulative_matrix(t, schedule, k)[:, :k]  # [K+1 states, K x0]

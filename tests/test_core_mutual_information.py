@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from dicelib.mutual_information import discrete_mi, gaussian_mi, gaussian_mi_monte_carlo, linear_betas
 from dicelib.transitions import MultinomialSchedule

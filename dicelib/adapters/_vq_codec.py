@@ -7,13 +7,13 @@ diffusers' VQ decoders give NaNs in float16.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..reporting import atomic_write
 
 from ..errors import DiceError
 
@@ -95,17 +95,9 @@ def to_pil(images: torch.Tensor) -> list:
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
     """Return `path` after writing one image [3, H, W] or [1, 3, H, W] atomically (temp file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pil = to_pil(image if image.dim() == 4 else image[None])[0]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix or ".png")
-    os.close(fd)
-    try:
-        pil.save(tmp)  # format from the suffix
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    fmt = (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")
+    return atomic_write(path, lambda f: pil.save(f, format=fmt), mode="wb")
 
 
 @torch.no_grad()
