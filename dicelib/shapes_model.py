@@ -50,10 +50,10 @@ class ShapesConfig:
     dim: int = 128  # transformer width
     depth: int = 4  # transformer layers
     heads: int = 4  # attention heads
-    pixel_dim: int = 48  # per-pixel features of the convolutional stem and decoder
-    conv_depth: int = 2  # residual 3x3 convolution blocks in the stem and in the decoder (local shape evidence)
+    pixel_dim: int = 64  # per-pixel features of the convolutional stem and decoder
+    conv_depth: int = 3  # residual 3x3 convolution blocks in the stem and in the decoder (local shape evidence)
     prompt_len: int = 14  # word tokens per prompt (padded; the longest prompt has 13 words)
-    num_steps: int = 32  # T of the model's mask-and-replace transition schedule
+    num_steps: int = 16  # T of the model's mask-and-replace transition schedule
     replace_share: float = 0.1  # share of the multinomial corruption that is uniform replacement, not [MASK]
 
 

@@ -44,8 +44,8 @@ class TrainConfig:
     """Training settings of the `shapes` denoiser."""
 
     seed: int = 0  # seeds the data stream, the corruption and the initialisation
-    steps: int = 1500  # optimiser steps
-    batch_size: int = 64  # images per step
+    steps: int = 1600  # optimiser steps
+    batch_size: int = 32  # images per step
     lr: float = 2e-3  # peak AdamW learning rate (linear warm-up, cosine decay to 5 %)
     warmup: int = 100  # warm-up steps
     weight_decay: float = 0.01  # AdamW weight decay
@@ -140,7 +140,13 @@ def train(cfg: TrainConfig, model_cfg: ShapesConfig, heldout: set[str], device: 
 def prompt_following(model: ShapesDenoiser, prompts: list[str], steps: int = 32, cfg_scale: float = 3.0,
                      temperature: float = 1.0, seed: int = 0, batch: int = 128, order: str = "random",
                      mask_schedule: str = "cosine") -> tuple[np.ndarray, dict]:
-    """Return (samples [N, 16, 16], {prompt_match, prompt_match_with_size, unparsed}) for `prompts`."""
+    """Return (samples [N, 16, 16], scores) for `prompts`.
+
+    Scores: prompt_match (the exact parser reads back the prompted background colour and the
+    object colours and shapes), prompt_match_with_size (and sizes), and looser diagnostics:
+    background_match (most frequent colour), colours_match (the set of other colours present),
+    unparsed_fraction (images with a component that matches no shape template).
+    """
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(prompts), batch):
@@ -152,8 +158,18 @@ def prompt_following(model: ShapesDenoiser, prompts: list[str], steps: int = 32,
     match = [sb.matches_prompt(s, p) for s, p in zip(samples, prompts)]
     strict = [sb.matches_prompt(s, p, sizes=True) for s, p in zip(samples, prompts)]
     unparsed = [sb.parse(s)["unknown"] > 0 for s in samples]
+    bg = [np.bincount(s.ravel(), minlength=sb.NUM_CLASSES).argmax() == sb.COLOURS.index(sb.parse_prompt(p)[0])
+          for s, p in zip(samples, prompts)]
+    colours = [colour_set(s) == {c for _, c, _ in sb.parse_prompt(p)[1]} for s, p in zip(samples, prompts)]
     return samples, {"prompt_match": float(np.mean(match)), "prompt_match_with_size": float(np.mean(strict)),
+                     "background_match": float(np.mean(bg)), "colours_match": float(np.mean(colours)),
                      "unparsed_fraction": float(np.mean(unparsed))}
+
+
+def colour_set(tokens: np.ndarray) -> set[str]:
+    """Return the names of the non-background colours present in an image (a looser check than `parse`)."""
+    counts = np.bincount(np.asarray(tokens).ravel(), minlength=sb.NUM_CLASSES)
+    return {sb.COLOURS[c] for c in np.flatnonzero(counts) if c != counts.argmax()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -166,11 +182,11 @@ def main(argv: list[str] | None = None) -> dict:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ShapesConfig(), name))
     p.add_argument("--replace-share", type=float, default=ShapesConfig().replace_share)
     p.add_argument("--eval-prompts", type=int, default=120, help="held-out prompts sampled for prompt_match")
-    p.add_argument("--eval-steps", type=int, default=32)
-    p.add_argument("--eval-cfg", type=float, default=3.0)
-    p.add_argument("--eval-temperature", type=float, default=1.0)
+    p.add_argument("--eval-steps", type=int, default=64)
+    p.add_argument("--eval-cfg", type=float, default=1.0)
+    p.add_argument("--eval-temperature", type=float, default=0.5)
     p.add_argument("--eval-order", default="random", help="regeneration order: resample, random or confidence")
-    p.add_argument("--eval-schedule", default="cosine", help="masking schedule of the sampler")
+    p.add_argument("--eval-schedule", default="root", help="masking schedule of the sampler")
     p.add_argument("--data", type=Path, default=sbd.BENCH_DIR)
     p.add_argument("--out", type=Path, default=CHECKPOINT)
     p.add_argument("--metrics", type=Path, default=METRICS / "train_shapes.json")
