@@ -81,7 +81,8 @@ def test_checkpoint_round_trip(tiny, tmp_path):
     assert payload["meta"] == {"note": "tiny"} and loaded.config == TINY
     x0, prompts = _batch(2)
     t = torch.full((2,), 0.3)
-    torch.testing.assert_close(loaded.logits(x0, t, prompts), tiny.logits(x0, t, prompts))
+    # weights are stored in float16: the reloaded model agrees to float16 precision, not bit for bit
+    torch.testing.assert_close(loaded.logits(x0, t, prompts), tiny.logits(x0, t, prompts), atol=3e-2, rtol=3e-2)
     with pytest.raises(DiceError, match="no shapes checkpoint"):
         smod.load(tmp_path / "missing.pt")
     torch.save({"format": "other"}, tmp_path / "bad.pt")
