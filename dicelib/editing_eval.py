@@ -212,11 +212,16 @@ def final_table(dice: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
         ["method", "type", "edit_accuracy", "preservation", "edit_score"]]
 
 
-def example_columns(runner: EditRunner, s: EditSettings, dice_edits: np.ndarray, rows: int = 6) -> dict[str, np.ndarray]:
-    """Return named output grids [rows, 16, 16] for an example figure: target, DICE and each baseline."""
+def example_rows(cases: pd.DataFrame, per_type: int = 1) -> np.ndarray:
+    """Return the row indices of the first `per_type` cases of every edit type (for example figures)."""
+    return np.flatnonzero(cases.groupby("type", sort=False).cumcount().to_numpy() < per_type)
+
+
+def example_columns(runner: EditRunner, s: EditSettings, dice_edits: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Return named output grids [len(rows), 16, 16] for an example figure: target, DICE and each baseline."""
     side = int(np.sqrt(runner.target.shape[1]))
-    out = {"oracle target": runner.target[:rows], "DICE": dice_edits[:rows]}
-    out |= {name: runner.baseline(name, s)[:rows] for name in BASELINES}
+    out = {"oracle target": runner.target[rows], "DICE": dice_edits[rows]}
+    out |= {name: runner.baseline(name, s)[rows] for name in BASELINES}
     return {k: v.reshape(-1, side, side) for k, v in out.items()}
 
 

@@ -50,9 +50,14 @@ def latent_at_source(inv: Any, row: int = 0) -> np.ndarray:
     return z.gather(-1, x0).squeeze(-1).numpy().reshape(-1, sb.SIZE, sb.SIZE)
 
 
-def trajectory_figure(inv: Any, row: int = 0, every: int = 1) -> plt.Figure:
+def _every(n: int, every: int | None) -> int:
+    return max(1, n // 8) if every is None else every  # about 8 panels unless told
+
+
+def trajectory_figure(inv: Any, row: int = 0, every: int | None = None) -> plt.Figure:
     """Return a figure: top row the noisy states x_i, bottom row their masks m_i (every `every`-th step)."""
     xs, ms = states(inv, row), masks(inv, row)
+    every = _every(len(xs), every)
     idx = list(range(len(xs) - 1, -1, -every))
     fig, axes = plt.subplots(2, len(idx), figsize=(1.5 * len(idx), 3.3), squeeze=False)
     for c, i in enumerate(idx):
@@ -62,9 +67,10 @@ def trajectory_figure(inv: Any, row: int = 0, every: int = 1) -> plt.Figure:
     return fig
 
 
-def latent_figure(inv: Any, row: int = 0, every: int = 1) -> plt.Figure:
+def latent_figure(inv: Any, row: int = 0, every: int | None = None) -> plt.Figure:
     """Return heat maps of z_i at the source colour (every `every`-th step, noisiest first)."""
     maps = latent_at_source(inv, row)
+    every = _every(len(maps), every)
     idx = list(range(len(maps) - 1, -1, -every))
     return heatmaps(maps[idx], [f"z_{i + 1} at x0" for i in idx], ncol=len(idx), vmin=0.0)
 

@@ -50,7 +50,9 @@ def test_runner_edits_scores_and_caches_inversions(bench):
     assert (inpaint["preservation"] == 1.0).all()  # everything outside the true mask is kept
     report = ee.editing_report(ee.summarize(runner.score(runner.edit(s)), []), base, s)
     assert set(report["overall"]) == {"dice", *ee.BASELINES} and report["overall"]["dice"]["settings"]["tau"] == 0.8
-    cols = ee.example_columns(runner, s, runner.edit(s), rows=2)
+    rows = ee.example_rows(runner.cases)
+    assert len(rows) == 6 and runner.cases["type"].iloc[rows].is_unique
+    cols = ee.example_columns(runner, s, runner.edit(s), rows[:2])
     assert set(cols) == {"oracle target", "DICE", *ee.BASELINES} and cols["DICE"].shape == (2, 16, 16)
 
 
