@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
 import matplotlib.pyplot as plt  # headless runs fall back to Agg; notebooks keep their inline backend
 import numpy as np
 import pandas as pd
 
 from . import shapesbench as sb
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Return `path` after `write(handle)` filled a temp file beside it that then replaced it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs are shared and committed
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from .reporting import atomic_write
 
 
 def save_png(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .errors import DiceError, MissingWeightsError
@@ -57,28 +56,12 @@ class ShapesImageModel:
 
     def encode_image(self, images: Any) -> torch.Tensor:
         """Return colour ids x0 [B, D]: each pixel's nearest palette colour at image_size x image_size."""
-        from PIL import Image, UnidentifiedImageError
+        from .adapters._vq_codec import to_image_tensor
 
         items = images if isinstance(images, (list, tuple)) else [images]
-        rows = []
-        for item in items:
-            if isinstance(item, (str, Path)):
-                path = Path(item)
-                if not path.is_file():
-                    raise DiceError(f"image {str(path)!r} does not exist")
-                try:
-                    with Image.open(path) as im:
-                        item = im.convert("RGB")
-                except (UnidentifiedImageError, OSError) as err:
-                    raise DiceError(f"cannot read image {str(path)!r}: not a readable PNG/JPEG/... file") from err
-            if isinstance(item, torch.Tensor):
-                rows.extend(self._tokens(img) for img in (item[None] if item.dim() == 3 else item))
-                continue
-            if not isinstance(item, Image.Image):
-                raise DiceError(f"unsupported image type {type(item).__name__}; use paths, PIL images or tensors")
-            size = self.image_size
-            pixels = np.asarray(item.convert("RGB").resize((size, size), Image.Resampling.NEAREST), dtype=np.float32)
-            rows.append(self._tokens(torch.from_numpy(pixels / 255.0).permute(2, 0, 1)))
+        if not items:
+            raise DiceError("no images given")
+        rows = [self._tokens(img) for item in items for img in to_image_tensor(item)]  # any size: _tokens resizes
         return torch.stack(rows).to(self.device)
 
     def _tokens(self, image: torch.Tensor) -> torch.Tensor:

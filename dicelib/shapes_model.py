@@ -21,8 +21,6 @@ strings, or None (the null prompt, used for classifier-free guidance via prompt 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from torch import nn
 from . import shapesbench as sb
 from .config import MODELS
 from .errors import DiceError
+from .reporting import atomic_write
 from .transitions import MultinomialSchedule
 
 VOCAB = ("<pad>", "<null>", "a", "and", "on", "background", *sb.SIZES, *sb.COLOURS, *sb.SHAPES)
@@ -183,18 +182,9 @@ def save(model: ShapesDenoiser, path: Path = CHECKPOINT, meta: dict | None = Non
     float32, so evaluate a model after a save/load round trip to report what users get.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": "dicelib-shapes-v1", "config": asdict(model.config), "state_dict": state, "meta": meta or {}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
     return path
 
 
