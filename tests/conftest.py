@@ -25,3 +25,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    """Return two random RGB images [2, 3, 8, 8] in [0, 1]: the size of the tiny random image adapters."""
+    return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))

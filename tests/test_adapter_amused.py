@@ -17,11 +17,6 @@ def model() -> Amused:
     return random_amused("tiny", seed=0, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-
-
 def test_shapes_and_ids(model, images):
     x0 = model.encode_image(images)
     assert x0.shape == (2, model.num_positions) == (2, 64) and x0.dtype == torch.long

@@ -7,7 +7,10 @@ import torch
 
 import dicelib
 from dicelib.adapters import VQDiffusion
-from dicelib.adapters.random_components import random_vq_diffusion, vq_diffusion_components
+from dicelib.adapters.random_components import (
+    random_vq_diffusion,
+    vq_diffusion_components,
+)
 from dicelib.errors import DiceError, MissingWeightsError
 from dicelib.transitions import MultinomialSchedule, log_model_posterior
 
@@ -15,11 +18,6 @@ from dicelib.transitions import MultinomialSchedule, log_model_posterior
 @pytest.fixture(scope="module")
 def model() -> VQDiffusion:
     return random_vq_diffusion("tiny", seed=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
 
 def test_shapes_and_ranges(model, images):
