@@ -2,21 +2,35 @@
 multinomial diffusion and masked language models.
 
     inv = dicelib.invert(model, x0, cond, method="masked", steps=32, tau=1.0, pseudo_inverse="onehot")
-    x = dicelib.edit(model, inv, cond_target, lambda1=0.7, lambda2=0.3)
+    x = dicelib.edit(model, inv, cond_target, lambda1=0.7)        # lambda2=None: 1 - lambda1
+
+Subpackages: `core` (the method), `adapters` (real models), `image` and `text` (the two tracks on
+the embedded models), `piebench` (the PIE-Bench experiment), `analysis` (notebook 01); top-level
+modules `errors`, `config` (paths), `io` (atomic writes), `registry` (models by name) and `cli`.
+Only `core` is imported eagerly; the others load on first attribute access (`dicelib.adapters`),
+so `import dicelib` pulls in neither transformers nor diffusers.
 """
 
-from .api import edit, invert, reconstruct
+import importlib
+from typing import Any
+
+from .core.api import edit, invert, reconstruct
+from .core.inversion import Inversion
+from .core.protocol import DiscreteDenoiser
+from .core.schedules import LambdaSchedule
+from .core.settings import EditSettings, InvertSettings
+from .core.transitions import MultinomialSchedule
 from .errors import DiceError, InversionFileError, MissingWeightsError
-from .inversion import Inversion
-from .protocol import DiscreteDenoiser
-from .schedules import LambdaSchedule
-from .transitions import MultinomialSchedule
+
+_SUBMODULES = ("adapters", "analysis", "cli", "config", "image", "io", "piebench", "registry", "text")
 
 __all__ = [
     "DiceError",
     "DiscreteDenoiser",
+    "EditSettings",
     "Inversion",
     "InversionFileError",
+    "InvertSettings",
     "LambdaSchedule",
     "MissingWeightsError",
     "MultinomialSchedule",
@@ -25,3 +39,10 @@ __all__ = [
     "reconstruct",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Return the subpackage or module `name` (dicelib.adapters, dicelib.image, ...), importing it on first use."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,8 +26,9 @@ SEED = typer.Option(0, "--seed", help="seed of every random draw (same seed, sam
 STEPS = typer.Option(None, "--steps", help="inversion steps (default: 32 masked, the schedule's T multinomial)")
 TAU = typer.Option(None, "--tau", help="start noise level in (0, 1] (default: the model's)")
 CFG = typer.Option(None, "--cfg", help="classifier-free guidance scale (default: the model's; 1 = none)")
-PSEUDO = typer.Option("lai", "--pseudo-inverse", help="onehot | model | lai (exact reconstruction: onehot, lai)")
-STORE = typer.Option("float32", "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
+PSEUDO = typer.Option(None, "--pseudo-inverse",
+                      help="onehot | model | lai (default: the model's, lai; exact reconstruction: onehot, lai)")
+STORE = typer.Option(None, "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
 METHOD = typer.Option(None, "--method", help="masked | multinomial (default: the model's; shapes serves both)")
 NOISE = typer.Option(None, "--noise", help="masked method: mask | uniform (default: the model's)")
 
@@ -51,58 +52,58 @@ def _readable_errors() -> Iterator[None]:
 
 
 def _check_values(steps: int | None = None, tau: float | None = None, cfg: float | None = None,
-                  pseudo_inverse: str = "onehot", store: str = "float32", lambdas: tuple[float, float] | None = None,
-                  injection: str = "add") -> None:
+                  pseudo_inverse: str | None = None, store: str | None = None,
+                  lambdas: tuple[float, float] | None = None, injection: str | None = None) -> None:
     """Raise a DiceError for bad values before any model loads (loading a real model takes a while)."""
     from .errors import check_choice
-    from .guidance import check_guidance
-    from .injection import check_lambdas
-    from .pseudo_inverse import PSEUDO_INVERSES, STORES
-    from .schedules import check_steps, check_tau
+    from .core.guidance import check_guidance
+    from .core.injection import check_lambdas
+    from .core.pseudo_inverse import PSEUDO_INVERSES, STORES
+    from .core.schedules import check_steps, check_tau
 
     if steps is not None:
         check_steps(steps)
     if tau is not None:
         check_tau(tau)
     check_guidance(cfg, 1.0)
-    check_choice("pseudo_inverse", pseudo_inverse, PSEUDO_INVERSES)
-    check_choice("store", store, STORES)
+    if pseudo_inverse is not None:
+        check_choice("pseudo_inverse", pseudo_inverse, PSEUDO_INVERSES)
+    if store is not None:
+        check_choice("store", store, STORES)
     if lambdas is not None:
-        check_lambdas(lambdas[0], lambdas[1], injection)
+        check_lambdas(lambdas[0], lambdas[1], injection or "add")
 
 
 def _generator(seed: int, model: Any) -> Any:
     """Return a generator on the model's device (draws of [B, D, K] noise stay on the accelerator)."""
     import torch
 
-    from .protocol import model_device
+    from .core.protocol import model_device
 
     return torch.Generator(device=model_device(model)).manual_seed(int(seed))
 
 
-def _cfg(value: float | None, spec: Any) -> float | None:
-    value = spec.defaults.get("cfg") if value is None else value
-    return None if value is None or float(value) == 1.0 else float(value)  # w = 1 is plain conditioning
+def _settings(spec: Any, **given: Any) -> Any:
+    """Return the model's settings (registry) with each option the user gave (not None) in its place."""
+    from dataclasses import replace
+
+    s = replace(spec.settings, **{k: v for k, v in given.items() if v is not None})
+    return replace(s, cfg_scale=None) if s.cfg_scale is not None and float(s.cfg_scale) == 1.0 else s  # w = 1: none
 
 
-def _invert(model: Any, spec: Any, image: Path, source: str, steps: int | None, tau: float | None, cfg: float | None,
-            pseudo_inverse: str, store: str, seed: int, method: str | None, noise: str | None) -> Any:
+def _invert(model: Any, image: Path, source: str, settings: Any, seed: int) -> Any:
     import dicelib
 
     x0 = model.encode_image(image)
     cond = model.encode_prompt([source])
-    method = method or model.method
-    opts = {"noise": noise or getattr(model, "noise", "mask")} if method == "masked" else {}
-    inv = dicelib.invert(model, x0, cond, method=method, steps=steps,
-                         tau=spec.defaults.get("tau", 1.0) if tau is None else tau, pseudo_inverse=pseudo_inverse,
-                         cfg_scale=_cfg(cfg, spec), store=store, generator=_generator(seed, model), progress=True, **opts)
+    inv = dicelib.invert(model, x0, cond, generator=_generator(seed, model), progress=True, **settings.invert_kwargs())
     if inv.mismatch_rate is not None:
         typer.echo(f"pseudo-inverse 'model': argmax D(x0) differs from x0 at {100 * inv.mismatch_rate:.2f}% of tokens")
     return inv
 
 
 def _save_output(model: Any, tokens: Any, out: Path) -> None:
-    from .adapters._vq_codec import save_image
+    from .adapters.vq_codec import save_image
 
     save_image(model.decode(tokens)[0], out)
     typer.echo(f"wrote {out}")
@@ -121,12 +122,14 @@ def invert(
     """Invert IMAGE under the SOURCE prompt and save the inversion (reuse it with `edit --inversion`)."""
     import dicelib
 
-    from .model_registry import load_model
+    from .registry import load_model
 
     with _readable_errors():
         _check_values(steps, tau, cfg, pseudo_inverse, store)
         model, spec = load_model(model_name, device)
-        inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed, method, noise)
+        settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
+                             method=method, noise=noise)
+        inv = _invert(model, image, source, settings, seed)
         inv.save(save_inversion)
         typer.echo(f"wrote {save_inversion} ({inv.num_edit_steps} steps, {inv.nbytes() / 2**20:.1f} MiB)")
         if out is not None:
@@ -146,7 +149,7 @@ def edit(
     save_inversion: Optional[Path] = typer.Option(None, "--save-inversion", help="also save the inversion here"),
     lambda1: Optional[float] = typer.Option(None, "--lambda1", help="weight of the latents (source content)"),
     lambda2: Optional[float] = typer.Option(None, "--lambda2", help="weight of fresh Gumbel noise"),
-    injection: str = typer.Option("add", "--injection", help="add | variance_preserving | max"),
+    injection: Optional[str] = typer.Option(None, "--injection", help="add | variance_preserving | max"),
     model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
     pseudo_inverse: str = PSEUDO, store: str = STORE, method: Optional[str] = METHOD, noise: Optional[str] = NOISE,
     seed: int = SEED, device: Optional[str] = DEVICE,
@@ -154,7 +157,7 @@ def edit(
     """Edit an image (IMAGE + SOURCE, or a saved --inversion) towards the TARGET prompt."""
     import dicelib
 
-    from .model_registry import load_model
+    from .registry import load_model
 
     with _readable_errors():
         if inversion is not None and (image is not None or source is not None):
@@ -164,16 +167,15 @@ def edit(
         _check_values(steps, tau, cfg, pseudo_inverse, store, (lambda1 or 0.0, lambda2 or 0.0), injection)
         inv = dicelib.Inversion.load(inversion) if inversion is not None else None  # a bad file fails before loading
         model, spec = load_model(model_name, device)
+        settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
+                             method=method, noise=noise, lambda1=lambda1, lambda2=lambda2, injection=injection)
         if inv is None:
-            inv = _invert(model, spec, image, source, steps, tau, cfg, pseudo_inverse, store, seed, method, noise)
+            inv = _invert(model, image, source, settings, seed)
         if save_inversion is not None:
             inv.save(save_inversion)
             typer.echo(f"wrote {save_inversion}")
-        l1 = spec.defaults.get("lambda1", 0.7) if lambda1 is None else lambda1
-        l2 = spec.defaults.get("lambda2", 0.3) if lambda2 is None else lambda2
-        x = dicelib.edit(model, inv, model.encode_prompt([target]), lambda1=l1, lambda2=l2, injection=injection,
-                         cfg_scale=None if cfg is None else _cfg(cfg, spec), generator=_generator(seed + 1, model),
-                         progress=True)
+        x = dicelib.edit(model, inv, model.encode_prompt([target]), cfg_scale=None if cfg is None else settings.cfg_scale,
+                         generator=_generator(seed + 1, model), progress=True, **settings.edit_kwargs())
         changed = int((x.cpu() != inv.x0.cpu()).sum())
         typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
         _save_output(model, x, out)
@@ -182,11 +184,11 @@ def edit(
 @app.command()
 def models() -> None:
     """List the model names `--model` accepts and whether their weights are on this machine."""
-    from .adapters._hub import resolve_snapshot
+    from .adapters.hub import resolve_snapshot
     from .errors import DiceError
-    from .model_registry import REGISTRY
+    from .registry import REGISTRY
 
-    from .shapes_model import CHECKPOINT
+    from .image.shapes_model import CHECKPOINT
 
     for name, spec in sorted(REGISTRY.items()):
         status = "random weights"

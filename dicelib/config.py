@@ -16,4 +16,3 @@ TABLES = REPORTS / "tables"
 METRICS = REPORTS / "metrics"
 PLOTS = REPORTS / "plots"
 
-LOG_FLOOR = -70.0  # finite log-probability floor (as diffusers' VQ-Diffusion scheduler) instead of -inf

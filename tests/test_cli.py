@@ -32,8 +32,8 @@ def photo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shapes_case(tmp_path_factory):
     """An untrained small shapes checkpoint (reconstruction must be exact for any weights) and a scene."""
-    from dicelib import shapes_model as sm
-    from dicelib import shapesbench as sb
+    from dicelib.image import shapes_model as sm
+    from dicelib.image import shapesbench as sb
 
     folder = tmp_path_factory.mktemp("shapes")
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def test_edit_in_one_command_saves_a_reusable_inversion(tmp_path, photo):
 
 @pytest.mark.parametrize("method", ["masked", "multinomial"])
 def test_shapes_model_reconstructs_exactly_and_edits(tmp_path, shapes_case, method, monkeypatch):
-    from dicelib import shapes_model
+    from dicelib.image import shapes_model
 
     ckpt, scene, prompt = shapes_case
     monkeypatch.setattr(shapes_model, "CHECKPOINT", ckpt)  # `--model shapes` reads models/shapes.pt
@@ -138,5 +138,5 @@ def test_errors_are_one_line(tmp_path, photo, monkeypatch, shapes_case):
                "--save-inversion", inv_path).exit_code == 0
     one_line_error(run("edit", "--model", "random-vq-diffusion", "--inversion", inv_path, "--target", "b",
                        "--out", out), "K=8")
-    monkeypatch.setattr("dicelib.shapes_model.CHECKPOINT", tmp_path / "untrained.pt")
+    monkeypatch.setattr("dicelib.image.shapes_model.CHECKPOINT", tmp_path / "untrained.pt")
     one_line_error(run(*base, "--model", "shapes"), "no shapes checkpoint")

@@ -1,7 +1,11 @@
-"""Adapters that wrap real models into the DiscreteDenoiser protocol (imported lazily: each pulls heavy deps).
+"""Real models (diffusers, transformers) wrapped into the `DiscreteDenoiser` protocol.
 
-One line per adapter in `_LAZY` (name -> module); `from dicelib.adapters import MaskedLM` imports only
-that adapter's module, so `import dicelib.adapters` stays cheap.
+`amused` and `vq_diffusion` (image models, on the shared `base` and `vq_codec`), `masked_lm` (any
+transformers masked LM), `hub` (offline loading from the Hugging Face cache or a folder) and
+`random_components` (random-weight instances for tests and benchmarks). May import `core`, `errors`,
+`io` and `config`, never the tracks. Adapter classes load lazily: one line per adapter in `_LAZY`
+(name -> module), so `from dicelib.adapters import MaskedLM` imports only that adapter's module and
+`import dicelib.adapters` stays cheap.
 """
 
 from __future__ import annotations

@@ -6,40 +6,40 @@ is ignored. Invert it with `method="masked", noise="mask"`. Guidance: the pipeli
 u + w (c - u) on raw logits (default w = 10); dicelib does it on log-probs and renormalises, which
 differs from that only by a per-position constant, so the distributions are the same. The
 unconditional condition is the encoding of the empty prompt, as the pipeline's negative prompt.
+Placing the parts, prompts, VQ coding and loading (also from `pipe.components`) come from
+`base.VQImageAdapter`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import DiceError
-from ._hub import default_device, load_component, place, resolve_snapshot
-from ._vq_codec import to_image_tensor, vq_decode, vq_encode
+from .base import VQImageAdapter
 
 REPO_ID = "amused/amused-256"
 
 
-class Amused:
+class Amused(VQImageAdapter):
     """aMUSEd as a DiscreteDenoiser: `logits(x [B, D], t, cond {states, pooled}) -> [B, D, K]`."""
 
     method = "masked"  # dicelib.invert(..., method=...)
     noise = "mask"  # absorbing [MASK] renoising, as aMUSEd is trained
     default_cfg = 10.0  # the pipeline's guidance scale
+    repo_id = REPO_ID
+    subfolders = {"vqvae": "diffusers:VQModel", "transformer": "diffusers:UVit2DModel",
+                  "text_encoder": "transformers:CLIPTextModelWithProjection", "tokenizer": "transformers:CLIPTokenizer",
+                  "scheduler": "diffusers:AmusedScheduler"}
+    cond_format = 'embeddings {"states": [B, L, H], "pooled": [B, P]}'
 
     def __init__(self, vqvae: Any, transformer: Any, text_encoder: Any = None, tokenizer: Any = None,
                  scheduler: Any = None, resolution: int | None = None, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, aesthetic_score: float = 6.0,
                  crop_coord: tuple[int, int] = (0, 0), name: str = "amused") -> None:
+        super().__init__(vqvae, transformer, text_encoder, tokenizer, device, dtype, name)
         cfg = transformer.config
-        self.name = name
-        self.device = default_device(device)
-        self.vqvae = place(vqvae, self.device, torch.float32)  # float16 VQ decoding gives NaNs
-        self.transformer = place(transformer, self.device, dtype)
-        self.text_encoder = place(text_encoder, self.device, dtype) if text_encoder is not None else None
-        self.tokenizer = tokenizer
         self.num_classes = int(cfg.codebook_size)  # K; the logits have no [MASK] row
         mask = scheduler.config.mask_token_id if scheduler is not None else cfg.vocab_size - 1
         self.mask_id = int(mask)
@@ -53,63 +53,12 @@ class Amused:
         self.num_positions = self.grid[0] * self.grid[1]  # D
         # micro-conditioning as the pipeline: [width, height, crop x, crop y, aesthetic score]
         self._micro = torch.tensor([self.image_size, self.image_size, *crop_coord, aesthetic_score], dtype=torch.float32)
-        self._null: dict[str, torch.Tensor] | None = None
 
-    @classmethod
-    def from_components(cls, **components: Any) -> "Amused":
-        """Return an adapter around in-memory diffusers/transformers components (tests, random weights)."""
-        return cls(**components)
-
-    @classmethod
-    def from_pretrained(cls, repo_id: str | Path = REPO_ID, device: str | torch.device | None = None,
-                        dtype: torch.dtype = torch.float32) -> "Amused":
-        """Return the adapter for `amused/amused-256` / `amused/amused-512` from the local HF cache (or a folder)."""
-        from diffusers import AmusedScheduler, UVit2DModel, VQModel
-        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-
-        repo = str(repo_id)
-        root = resolve_snapshot(repo_id)
-        return cls(
-            vqvae=load_component(VQModel, root, "vqvae", repo),
-            transformer=load_component(UVit2DModel, root, "transformer", repo),
-            text_encoder=load_component(CLIPTextModelWithProjection, root, "text_encoder", repo),
-            tokenizer=load_component(CLIPTokenizer, root, "tokenizer", repo),
-            scheduler=load_component(AmusedScheduler, root, "scheduler", repo),
-            device=device, dtype=dtype, name=repo,
-        )
-
-    # --- conditions -------------------------------------------------------------------------
     @torch.no_grad()
     def encode_prompt(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
         """Return {"states": penultimate CLIP states [B, L, H], "pooled": projected text embeds [B, P]}."""
-        if self.text_encoder is None or self.tokenizer is None:
-            raise DiceError(f"{self.name} was built without a text encoder/tokenizer; pass embeddings")
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
-        out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
+        out = self.text_encoder(self.tokenize(prompts), return_dict=True, output_hidden_states=True)
         return {"states": out.hidden_states[-2], "pooled": out.text_embeds}
-
-    @property
-    def null_cond(self) -> dict[str, torch.Tensor]:
-        """Return the unconditional condition (one row): the empty prompt's encoding."""
-        if self._null is None:
-            self._null = self.encode_prompt([""])
-        return self._null
-
-    # --- images -----------------------------------------------------------------------------
-    def encode_image(self, images: Any) -> torch.Tensor:
-        """Return codebook ids x0 [B, D] (D = h*w, row-major) of images resized to `image_size`."""
-        tokens, grid = vq_encode(self.vqvae, to_image_tensor(images, self.image_size))  # the VQ works in [0, 1]
-        if grid != self.grid:
-            raise DiceError(f"VQ gives a {grid} token grid, expected {self.grid}")
-        return tokens
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Return images [B, 3, H, W] in [0, 1] for codebook ids x [B, D] (no [MASK] allowed)."""
-        if bool((x >= self.num_classes).any()) or bool((x < 0).any()):
-            raise DiceError(f"cannot decode: token ids must be in 0..{self.num_classes - 1} (no [MASK])")
-        return vq_decode(self.vqvae, x, self.grid).clamp(0, 1)
 
     # --- the protocol -----------------------------------------------------------------------
     @torch.no_grad()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import DiceError, MissingWeightsError
-from ._hub import missing_weights_message
+from .hub import missing_weights_message
 
 
 class MaskedLM:

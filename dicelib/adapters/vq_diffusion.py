@@ -6,19 +6,19 @@ adapter's `transition_schedule`. Guidance: dicelib computes u + w (c - u) on log
 renormalises, as the VQ-Diffusion pipeline does (its default w = 5); the unconditional condition
 is the checkpoint's learned classifier-free embedding. Truncation (pipeline default 1.0, i.e. off)
 is not applied.
+Placing the parts, prompts, VQ coding and loading (also from `pipe.components`) come from
+`base.VQImageAdapter`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..core.transitions import MultinomialSchedule
 from ..errors import DiceError
-from ..transitions import MultinomialSchedule
-from ._hub import default_device, load_component, place, resolve_snapshot
-from ._vq_codec import to_image_tensor, vq_decode, vq_encode
+from .base import VQImageAdapter
 
 REPO_ID = "microsoft/vq-diffusion-ithq"
 
@@ -41,11 +41,20 @@ def schedule_from_scheduler(scheduler: Any) -> MultinomialSchedule:
     return MultinomialSchedule(alpha_bar, gamma_bar)
 
 
-class VQDiffusion:
+class VQDiffusion(VQImageAdapter):
     """VQ-Diffusion as a DiscreteDenoiser: `logits(x [B, D] in 0..K, t [B], cond [B, L, H]) -> [B, D, K]`."""
 
     method = "multinomial"  # dicelib.invert(..., method=...)
     default_cfg = 5.0  # the pipeline's guidance scale (and the paper's Table 7)
+    repo_id = REPO_ID
+    subfolders = {"vqvae": "diffusers:VQModel", "transformer": "diffusers:Transformer2DModel",
+                  "scheduler": "diffusers:VQDiffusionScheduler", "text_encoder": "transformers:CLIPTextModel",
+                  "tokenizer": "transformers:CLIPTokenizer",
+                  "learned_classifier_free_sampling_embeddings":
+                      "diffusers.pipelines.deprecated.vq_diffusion:LearnedClassifierFreeSamplingEmbeddings"}
+    aliases = {"learned_classifier_free_sampling_embeddings": "learned_embeddings"}  # VQDiffusionPipeline's name
+    signed_pixels = True  # the VQ works in [-1, 1]
+    cond_format = "embeddings [B, L, H]"
 
     def __init__(self, vqvae: Any, transformer: Any, scheduler: Any, text_encoder: Any = None, tokenizer: Any = None,
                  learned_embeddings: Any = None, device: str | torch.device | None = None,
@@ -53,12 +62,7 @@ class VQDiffusion:
         cfg = transformer.config
         if cfg.num_vector_embeds is None:
             raise DiceError("VQDiffusion needs a discrete Transformer2DModel (num_vector_embeds set)")
-        self.name = name
-        self.device = default_device(device)
-        self.vqvae = place(vqvae, self.device, torch.float32)  # float16 VQ decoding gives NaNs
-        self.transformer = place(transformer, self.device, dtype)
-        self.text_encoder = place(text_encoder, self.device, dtype) if text_encoder is not None else None
-        self.tokenizer = tokenizer
+        super().__init__(vqvae, transformer, text_encoder, tokenizer, device, dtype, name)
         self.scheduler = scheduler
         self.learned_embeddings = learned_embeddings
         self.num_classes = int(cfg.num_vector_embeds) - 1  # K codebook ids; input id K is [MASK]
@@ -72,78 +76,19 @@ class VQDiffusion:
         if cfg.num_embeds_ada_norm is not None and cfg.num_embeds_ada_norm < self.num_timesteps:
             raise DiceError(f"transformer knows {cfg.num_embeds_ada_norm} timesteps, scheduler uses {self.num_timesteps}")
         self.transition_schedule = schedule_from_scheduler(scheduler)
-        self._null: torch.Tensor | None = None
 
-    @classmethod
-    def from_components(cls, **components: Any) -> "VQDiffusion":
-        """Return an adapter around in-memory diffusers/transformers components (tests, random weights)."""
-        return cls(**components)
-
-    @classmethod
-    def from_pretrained(cls, repo_id: str | Path = REPO_ID, device: str | torch.device | None = None,
-                        dtype: torch.dtype = torch.float32) -> "VQDiffusion":
-        """Return the adapter for a checkpoint in the local HF cache (or folder); MissingWeightsError if absent.
-
-        diffusers 0.42.1's VQDiffusionPipeline.from_pretrained cannot resolve its learned-embeddings
-        class, so each subfolder is loaded with its own class.
-        """
-        from diffusers import Transformer2DModel, VQDiffusionScheduler, VQModel
-        from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
-            LearnedClassifierFreeSamplingEmbeddings,
-        )
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        repo = str(repo_id)
-        root = resolve_snapshot(repo_id)
-        return cls(
-            vqvae=load_component(VQModel, root, "vqvae", repo),
-            transformer=load_component(Transformer2DModel, root, "transformer", repo),
-            scheduler=load_component(VQDiffusionScheduler, root, "scheduler", repo),
-            text_encoder=load_component(CLIPTextModel, root, "text_encoder", repo),
-            tokenizer=load_component(CLIPTokenizer, root, "tokenizer", repo),
-            learned_embeddings=load_component(
-                LearnedClassifierFreeSamplingEmbeddings, root, "learned_classifier_free_sampling_embeddings", repo
-            ),
-            device=device, dtype=dtype, name=repo,
-        )
-
-    # --- conditions -------------------------------------------------------------------------
     @torch.no_grad()
     def encode_prompt(self, prompts: str | list[str]) -> torch.Tensor:
         """Return CLIP text states [B, L, H], L2-normalised on the last dim as the pipeline does."""
-        if self.text_encoder is None or self.tokenizer is None:
-            raise DiceError(f"{self.name} was built without a text encoder/tokenizer; pass embeddings [B, L, H]")
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
-        states = self.text_encoder(ids)[0]
+        states = self.text_encoder(self.tokenize(prompts))[0]
         return states / states.norm(dim=-1, keepdim=True)
 
-    @property
-    def null_cond(self) -> torch.Tensor:
+    def null_condition(self) -> torch.Tensor:
         """Return the unconditional condition [1, L, H]: learned embeddings, else the encoded empty prompt."""
-        if self._null is None:
-            emb = self.learned_embeddings
-            if emb is not None and getattr(emb, "learnable", False):
-                self._null = emb.embeddings.detach().to(self.device, self.transformer.dtype)[None]
-            else:
-                self._null = self.encode_prompt([""])
-        return self._null
-
-    # --- images -----------------------------------------------------------------------------
-    def encode_image(self, images: Any) -> torch.Tensor:
-        """Return codebook ids x0 [B, D] (D = h*w, row-major) of images resized to `image_size`."""
-        pixels = to_image_tensor(images, self.image_size) * 2 - 1  # the VQ works in [-1, 1]
-        tokens, grid = vq_encode(self.vqvae, pixels)
-        if grid != self.grid:
-            raise DiceError(f"VQ gives a {grid} token grid but the transformer expects {self.grid}")
-        return tokens
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Return images [B, 3, H, W] in [0, 1] for codebook ids x [B, D] (no [MASK] allowed)."""
-        if bool((x >= self.num_classes).any()) or bool((x < 0).any()):
-            raise DiceError(f"cannot decode: token ids must be in 0..{self.num_classes - 1} (no [MASK])")
-        return (vq_decode(self.vqvae, x, self.grid) / 2 + 0.5).clamp(0, 1)
+        emb = self.learned_embeddings
+        if emb is not None and getattr(emb, "learnable", False):
+            return emb.embeddings.detach().to(self.device, self.transformer.dtype)[None]
+        return self.encode_prompt([""])
 
     # --- the protocol -----------------------------------------------------------------------
     def timesteps(self, t: torch.Tensor, rows: int) -> torch.Tensor:

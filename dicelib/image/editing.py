@@ -1,0 +1,214 @@
+"""Return ShapesBench editing results: DICE edits under settings, the baselines, and their exact scores.
+
+`EditRunner` holds a model and a set of edit cases, inverts each source under its source prompt
+(cached per inversion setting, so a lambda or injection sweep inverts once) and edits to the
+target prompt. Scores per case: `edit_accuracy` (inside the edit mask, against the oracle
+target) and `preservation` (outside it, against the source); `edit_score` is their harmonic
+mean, the single number used to pick the best setting. Baselines:
+- `lambda1_zero`: DICE from the same inversion with lambda1 = 0, lambda2 = 1 (noise only, no
+  latents: SDEdit-like partial regeneration from x_tau);
+- `inpainting_oracle_mask`: pixels outside the true edit mask clamped to the source, the inside
+  regenerated under the target prompt (knows the answer's support: an upper reference);
+- `regeneration`: a fresh sample for the target prompt (every token replaced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import metrics as im
+from ..core.api import edit, invert
+from ..core.settings import MASKED_STEPS, EditSettings
+from ..errors import DiceError
+from ..core.schedules import LambdaSchedule
+from ..core.regeneration import regenerate
+from .shapes_model import encode
+
+BASELINES = ("lambda1_zero", "inpainting_oracle_mask", "regeneration")
+REGENERATION_ORDER = "confidence"  # the baselines' sampler (MaskGIT order: the stronger generator here)
+
+
+class EditRunner:
+    """Inverts and edits a fixed set of ShapesBench cases with one model, caching inversions."""
+
+    def __init__(self, model: Any, cases: pd.DataFrame, grids: dict[str, np.ndarray], seed: int = 0,
+                 progress: bool = False):
+        # seed seeds every inversion (seed), edit (seed + 1) and baseline sample (seed + 2)
+        self.model, self.cases, self.seed, self.progress = model, cases.reset_index(drop=True), seed, progress
+        n = len(self.cases)
+        self.source = torch.from_numpy(grids["source"].reshape(n, -1).astype(np.int64))  # [N, D]
+        self.target = grids["target"].reshape(n, -1)
+        self.mask = grids["mask"].reshape(n, -1)
+        length = model.config.prompt_len
+        self.source_cond = encode(list(self.cases["source_prompt"]), length)  # [N, L]
+        self.target_cond = encode(list(self.cases["target_prompt"]), length)
+        self._inversions: dict[tuple, Any] = {}
+        self._baselines: dict[tuple, np.ndarray] = {}
+
+    def inversion(self, s: EditSettings):
+        """Return the (cached) inversion of every source under its source prompt."""
+        key = s.inversion()
+        if key not in self._inversions:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._inversions[key] = invert(self.model, self.source, self.source_cond, generator=gen, **key.invert_kwargs())
+        return self._inversions[key]
+
+    def edit(self, s: EditSettings, cond: torch.Tensor | None = None) -> np.ndarray:
+        """Return DICE edits [N, D] of every case under the target prompts (or `cond`)."""
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        x = edit(self.model, self.inversion(s), self.target_cond if cond is None else cond, generator=gen,
+                 **s.edit_kwargs())
+        return x.cpu().numpy()
+
+    def baseline(self, name: str, s: EditSettings) -> np.ndarray:
+        """Return a baseline's outputs [N, D] with the steps, guidance and seed of `s` (cached)."""
+        key = (name, s)
+        if key in self._baselines:
+            return self._baselines[key]
+        if name == "lambda1_zero":
+            out = self.edit(replace(s, lambda1=0.0, lambda2=1.0, lambda_schedule="uniform"))
+        elif name in ("regeneration", "inpainting_oracle_mask"):
+            gen = torch.Generator().manual_seed(self.seed + 2)
+            keep = dict(source=self.source, keep=torch.from_numpy(~self.mask)) if name != "regeneration" else {}
+            out = regenerate(self.model, self.target_cond, s.steps or MASKED_STEPS, s.cfg_scale, generator=gen, noise=s.noise,
+                             order=REGENERATION_ORDER, **keep).cpu().numpy()
+        else:
+            raise DiceError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+        self._baselines[key] = out
+        return out
+
+    def score(self, edited: np.ndarray, **columns: Any) -> pd.DataFrame:
+        """Return per-case scores: id, type, edit_accuracy, preservation, edit_score (+ `columns`)."""
+        acc = im.edit_accuracy(edited, self.target, self.mask)
+        keep = im.preservation(edited, self.source.numpy(), self.mask)
+        df = pd.DataFrame({"id": self.cases["id"], "type": self.cases["type"], "edit_accuracy": acc,
+                           "preservation": keep, "edit_score": harmonic(acc, keep)})
+        for k, v in columns.items():
+            df[k] = v
+        return df
+
+
+def harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the harmonic mean of two scores in [0, 1] (0 when either is 0)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(a + b > 0, 2 * a * b / np.maximum(a + b, 1e-12), 0.0)
+
+
+def summarize(per_case: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Return mean edit_accuracy / preservation / edit_score per `by` group and edit type, plus type="overall"."""
+    cols = ["edit_accuracy", "preservation", "edit_score"]
+    typed = per_case.groupby([*by, "type"], sort=False, dropna=False)[cols].mean().reset_index()
+    overall = per_case.groupby(by, sort=False, dropna=False)[cols].mean().reset_index().assign(type="overall") \
+        if by else per_case[cols].mean().to_frame().T.assign(type="overall")
+    return pd.concat([overall, typed], ignore_index=True)
+
+
+def sweep(runner: EditRunner, base: EditSettings, name: str, values: list[Any], label: str | None = None) -> pd.DataFrame:
+    """Return the summary of DICE edits with `name` set to each of `values` (others as in `base`).
+
+    `name` is an EditSettings field; `label` names the column (default: `name`). Sweeping lambda1
+    from a base with lambda2=None is the paper's ablation convention lambda2 = 1 - lambda1.
+    """
+    rows = []
+    for v in tqdm(values, desc=f"sweep {name}", disable=not runner.progress, leave=False):
+        s = replace(base, **{name: v})
+        rows.append(runner.score(runner.edit(s), **{label or name: v}))
+    return summarize(pd.concat(rows, ignore_index=True), [label or name])
+
+
+def schedule_sweep(runner: EditRunner, base: EditSettings, schedules: list[str], lambdas: list[float],
+                   lambda1_end: float = 1.0) -> pd.DataFrame:
+    """Return the summary of DICE edits for each lambda schedule x start value lambda1 (lambda2 = 1 - lambda1 per step).
+
+    Non-uniform schedules move lambda1 from the start value (noisiest step) to `lambda1_end`.
+    """
+    rows = []
+    for kind in tqdm(schedules, desc="schedules", disable=not runner.progress, leave=False):
+        for lam in lambdas:
+            s = replace(base, lambda_schedule=kind, lambda1=lam, lambda2=None, lambda1_end=lambda1_end)
+            rows.append(runner.score(runner.edit(s), schedule=kind, lambda1=lam))
+    return summarize(pd.concat(rows, ignore_index=True), ["schedule", "lambda1"])
+
+
+def baselines(runner: EditRunner, s: EditSettings, names: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """Return the summary of each baseline (column `method`) run with the settings of `s`."""
+    per_case = pd.concat([runner.score(runner.baseline(n, s), method=n) for n in names], ignore_index=True)
+    return summarize(per_case, ["method"])
+
+
+def best_row(summary: pd.DataFrame, column: str) -> Any:
+    """Return the value of `column` with the highest overall edit_score in a sweep summary."""
+    overall = summary[summary["type"] == "overall"]
+    return overall.loc[overall["edit_score"].idxmax(), column]
+
+
+def editing_report(dice: pd.DataFrame, base: pd.DataFrame, s: EditSettings, seed: int) -> dict[str, Any]:
+    """Return editing.json's content: per type and overall, DICE (with its settings and seed) and each baseline."""
+    out: dict[str, Any] = {}
+    settings = {**asdict(s), "seed": seed}
+    for typ in dice["type"]:
+        d = dice[dice["type"] == typ].iloc[0]
+        entry = {"dice": {"edit_accuracy": round(float(d["edit_accuracy"]), 4),
+                          "preservation": round(float(d["preservation"]), 4), "settings": settings}}
+        for _, b in base[base["type"] == typ].iterrows():
+            entry[b["method"]] = {"edit_accuracy": round(float(b["edit_accuracy"]), 4),
+                                  "preservation": round(float(b["preservation"]), 4)}
+        out[typ] = entry
+    return out
+
+
+def sweep_table(sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return all sweep summaries stacked: columns sweep, value, type and the scores."""
+    parts = [df.rename(columns={name: "value"}).assign(sweep=name, value=lambda d: d["value"].astype(str))
+             for name, df in sweeps.items()]
+    cols = ["sweep", "value", "type", "edit_accuracy", "preservation", "edit_score"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def final_table(dice: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Return DICE and the baselines side by side: columns method, type and the scores."""
+    return pd.concat([dice.assign(method="dice"), base], ignore_index=True)[
+        ["method", "type", "edit_accuracy", "preservation", "edit_score"]]
+
+
+def example_rows(cases: pd.DataFrame, per_type: int = 1) -> np.ndarray:
+    """Return the row indices of the first `per_type` cases of every edit type (for example figures)."""
+    return np.flatnonzero(cases.groupby("type", sort=False).cumcount().to_numpy() < per_type)
+
+
+def example_columns(runner: EditRunner, s: EditSettings, dice_edits: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Return named output grids [len(rows), 16, 16] for an example figure: target, DICE and each baseline."""
+    side = int(np.sqrt(runner.target.shape[1]))
+    out = {"oracle target": runner.target[rows], "DICE": dice_edits[rows]}
+    out |= {name: runner.baseline(name, s)[rows] for name in BASELINES}
+    return {k: v.reshape(-1, side, side) for k, v in out.items()}
+
+
+def schedule_curves(inv: Any, schedules: list[str], lambdas: list[float], lambda1_end: float = 1.0) -> pd.DataFrame:
+    """Return lambda1 per editing step for each schedule and start value: columns schedule, start, step, level, lambda1."""
+    levels = inv.levels.flip(0)  # editing order: noisiest first
+    rows = []
+    for kind in schedules:
+        for lam in lambdas:
+            values = LambdaSchedule(kind, lam, lambda1_end).values(levels).tolist()
+            rows += [{"schedule": kind, "start": lam, "step": i, "level": float(levels[i]), "lambda1": v}
+                     for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def schedule_report(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Return per schedule the overall scores at its best start value lambda1 (lambda_schedules.json)."""
+    overall = table[table["type"] == "overall"]
+    out = {}
+    for kind, part in overall.groupby("schedule", sort=False):
+        r = part.loc[part["edit_score"].idxmax()]
+        out[kind] = {"lambda1": float(r["lambda1"]), "edit_accuracy": round(float(r["edit_accuracy"]), 4),
+                     "preservation": round(float(r["preservation"]), 4), "edit_score": round(float(r["edit_score"]), 4)}
+    return out

@@ -1,0 +1,104 @@
+"""Return image models by name (real adapters, random-weight ones, the embedded `shapes`) with their settings.
+
+Every model returned by `load_model` follows the DiscreteDenoiser protocol and also has
+`encode_image(images) -> x0 [B, D]`, `decode(x) -> images [B, 3, H, W] in [0, 1]`,
+`encode_prompt(prompts) -> cond`, `method` ("masked" | "multinomial"), `noise` (masked only) and
+`image_size`. Names: the entries of REGISTRY, or "<family>:<path>" (e.g. "amused:/data/amused-256",
+"shapes:models/shapes-small.pt") for a checkpoint outside the Hugging Face cache or models/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .core.settings import EDIT, EditSettings
+from .errors import DiceError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model and the settings that suit it (paper Table 7 where it has them)."""
+
+    name: str
+    family: str  # "amused" | "vq-diffusion" | "shapes"
+    loader: Callable[[str, torch.device | None], Any]  # (name or folder, device) -> model
+    settings: EditSettings = EDIT  # the library's defaults with this model's values (the CLI's defaults)
+    description: str = ""
+
+
+def _amused(source: str, device: torch.device | None) -> Any:
+    from .adapters.amused import Amused
+
+    return Amused.from_pretrained(source, device=device)
+
+
+def _vq_diffusion(source: str, device: torch.device | None) -> Any:
+    from .adapters.vq_diffusion import VQDiffusion
+
+    return VQDiffusion.from_pretrained(source, device=device)
+
+
+def _random_amused(source: str, device: torch.device | None) -> Any:
+    from .adapters.random_components import random_amused
+
+    return random_amused("tiny", device=device)
+
+
+def _random_vq_diffusion(source: str, device: torch.device | None) -> Any:
+    from .adapters.random_components import random_vq_diffusion
+
+    return random_vq_diffusion("tiny", device=device)
+
+
+def _shapes(source: str, device: torch.device | None) -> Any:
+    from .image.shapes_image_model import load_shapes_image_model
+
+    return load_shapes_image_model(None if source == "shapes" else source, device=device)
+
+
+# lai everywhere: with onehot the latents (±70 logits) dominate any lambda1 > 0 and edits barely move;
+# lambda2 stays None (1 - lambda1), as in every row of Table 7
+# lambda1 0.7 / lambda2 0.3 (the library's default) is Paella's row; aMUSEd has none of its own
+_MASKED = EditSettings(cfg_scale=10.0, tau=0.9, pseudo_inverse="lai", noise="mask")
+_MULTINOMIAL = EditSettings(method="multinomial", cfg_scale=5.0, tau=1.0, lambda1=0.2, pseudo_inverse="lai")  # VQ-Diffusion's row
+_SHAPES = EditSettings(cfg_scale=3.0, tau=0.8, pseudo_inverse="lai", noise="mask")  # notebook 03's regime
+FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL), "shapes": (_shapes, _SHAPES)}
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add `spec` to the registry (replacing an entry of the same name); return it."""
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+for _name in ("amused/amused-256", "amused/amused-512"):
+    register(ModelSpec(_name, "amused", _amused, _MASKED, "aMUSEd masked image model (HF cache)"))
+register(ModelSpec("microsoft/vq-diffusion-ithq", "vq-diffusion", _vq_diffusion, _MULTINOMIAL,
+                   "VQ-Diffusion ITHQ multinomial diffusion (HF cache)"))
+register(ModelSpec("random-amused", "amused", _random_amused, _MASKED, "tiny random-weight aMUSEd (tests, demos)"))
+register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, _MULTINOMIAL,
+                   "tiny random-weight VQ-Diffusion (tests, demos)"))
+register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the spec for a registry name or "<family>:<path>"; unknown names raise a DiceError listing the choices."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    family, sep, folder = name.partition(":")
+    if sep and family in FAMILIES and folder:
+        loader, settings = FAMILIES[family]
+        return ModelSpec(folder, family, loader, settings, f"{family} from {folder}")
+    choices = ", ".join(sorted(REGISTRY)) + ", or " + " | ".join(f"{f}:<path>" for f in FAMILIES)
+    raise DiceError(f"unknown model {name!r}; expected one of {choices}")
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> tuple[Any, ModelSpec]:
+    """Return (model, spec) for `name`; MissingWeightsError when its weights are not on disk."""
+    spec = get_spec(name)
+    return spec.loader(spec.name, None if device is None else torch.device(device)), spec

@@ -1,0 +1,113 @@
+"""Return the Sentiment Editing pairs (DICE authors, MIT) and their fixed train / test split.
+
+The raw file `data/sentiment_editing/text_editing_dataset.json` is vendored verbatim and never
+edited. Each pair holds [context, content] for the negative and the positive sentiment; the task
+(paper §4.2) inverts the negative content under the negative context and edits it under the
+positive context. `python -m dicelib.sentiment_data` (DVC stage `text-data`) writes the split.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import DATA, ROOT
+from ..errors import DiceError, check_choice
+from ..io import atomic_write
+
+DATASET_DIR = DATA / "sentiment_editing"
+RAW = DATASET_DIR / "text_editing_dataset.json"
+SPLIT = DATASET_DIR / "split.json"
+SPLITS = ("train", "test", "all")
+
+
+@dataclass(frozen=True)
+class SentimentPair:
+    """One Sentiment Editing pair: the negative [context, content] and its positive counterpart."""
+
+    id: int
+    neg_context: str  # "Negative Sentiment: <hint>."
+    neg_content: str  # the sentence that is inverted (starts with a space, as in the raw file)
+    pos_context: str  # "Positive Sentiment: <hint>."
+    pos_content: str  # the gold positive sentence (BLEU reference)
+
+
+def load_raw(path: Path = RAW) -> list[SentimentPair]:
+    """Return every pair of the raw file, in id order."""
+    if not Path(path).is_file():
+        raise DiceError(f"Sentiment Editing data not found at {path}; it is vendored in the repository (git checkout)")
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    pairs = []
+    for key in sorted(raw, key=int):
+        entry = raw[key]
+        (nc, nx), (pc, px) = entry["negative_sentiment"], entry["positive_sentiment"]
+        pairs.append(SentimentPair(int(key), nc, nx, pc, px))
+    return pairs
+
+
+def make_split(pairs: list[SentimentPair], test_fraction: float, seed: int) -> dict[str, list[int]]:
+    """Return {"train": ids, "test": ids}: a seeded split by pair, duplicates kept on one side.
+
+    A few sentences occur in several pairs; pairs sharing a content sentence form one group, so no
+    test sentence was seen in training.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DiceError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    parent = {p.id: p.id for p in pairs}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[str, int] = {}
+    for p in pairs:
+        for sentence in (p.neg_content.strip(), p.pos_content.strip()):
+            if sentence in first_seen:
+                parent[find(p.id)] = find(first_seen[sentence])
+            else:
+                first_seen[sentence] = p.id
+    groups: dict[int, list[int]] = {}
+    for p in pairs:
+        groups.setdefault(find(p.id), []).append(p.id)
+    order = sorted(groups.values())
+    random.Random(seed).shuffle(order)
+    target = round(test_fraction * len(pairs))
+    test: list[int] = []
+    for group in order:
+        if len(test) >= target:
+            break
+        test.extend(group)
+    train = sorted(set(parent) - set(test))
+    return {"train": train, "test": sorted(test)}
+
+
+def load_pairs(split: str = "test", path: Path = RAW, split_path: Path = SPLIT) -> list[SentimentPair]:
+    """Return the pairs of one split ("train", "test" or "all"), in id order."""
+    check_choice("split", split, SPLITS)
+    pairs = load_raw(path)
+    if split == "all":
+        return pairs
+    if not Path(split_path).is_file():
+        raise DiceError(f"no split file at {split_path}; run `dvc repro text-data` (or python -m dicelib.sentiment_data)")
+    ids = set(json.loads(Path(split_path).read_text(encoding="utf-8"))[split])
+    return [p for p in pairs if p.id in ids]
+
+
+def main() -> None:
+    """Write data/sentiment_editing/split.json from params.yaml (base.seed, text_data)."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg = params["text_data"]
+    split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]))
+    record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]), **split}
+    atomic_write(SPLIT, lambda f: f.write(json.dumps(record) + "\n"))
+    print(f"wrote {SPLIT.relative_to(ROOT)}: {len(split['train'])} train / {len(split['test'])} test pairs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Benchmark sweeps and reports of the image track on a tiny untrained shapes model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from dicelib.image import editing as ee
+from dicelib.image import reconstruction as re_
+from dicelib.image import shapes_model as smod
+from dicelib.image import benchmark_build as sbd
+from dicelib.image import walkthrough as wt
+
+
+@pytest.fixture(scope="module")
+def bench():
+    torch.manual_seed(0)
+    model = smod.ShapesDenoiser(smod.ShapesConfig(dim=32, depth=1, heads=2, pixel_dim=8, num_steps=4)).eval()
+    cases, grids = sbd.build_cases(cases_per_type=1, seed=2, val_per_type=0, test_per_type=1)
+    return model, cases, grids
+
+
+def test_reconstruction_is_exact_for_onehot_and_lai_with_both_methods(bench):
+    model, cases, grids = bench
+    per_case, mismatch, outputs = re_.reconstruction(model, cases, grids, steps=3, cfg_scale=2.0)
+    exact = per_case[per_case["pseudo_inverse"].isin(["onehot", "lai"])]
+    assert exact["exact"].all() and (exact["token_accuracy"] == 1.0).all() and (exact["psnr"] == 100.0).all()
+    assert set(mismatch) == {"masked/model", "multinomial/model"} and all(0 <= v <= 1 for v in mismatch.values())
+    report = re_.reconstruction_report(per_case, mismatch, {"steps": 3})
+    assert report["masked"]["onehot"]["token_accuracy"] == 1.0 and report["multinomial"]["lai"]["min_token_accuracy"] == 1.0
+    assert "mismatch_rate" in report["masked"]["model"] and "token_accuracy" in report["regeneration"]
+    assert outputs["regeneration"].shape == (6, 16, 16)
+
+
+def test_runner_edits_scores_and_caches_inversions(bench):
+    model, cases, grids = bench
+    runner = ee.EditRunner(model, cases, grids)
+    s = ee.EditSettings(steps=3, tau=0.8, cfg_scale=2.0, pseudo_inverse="lai", noise="mask")
+    same = runner.edit(replace(s, lambda1=1.0, lambda2=0.0), cond=runner.source_cond)
+    np.testing.assert_array_equal(same, runner.source.numpy())  # onehot-exact invariant through the runner (LAI)
+    lam = ee.sweep(runner, s, "lambda1", [0.5, 1.0], label="lambda")
+    assert len(runner._inversions) == 1  # the lambda sweep inverted once
+    assert set(lam["type"]) == {"overall", *cases["type"]} and len(lam) == 2 * 7
+    assert lam[["edit_accuracy", "preservation"]].stack().between(0, 1).all()
+    base = ee.baselines(runner, s)
+    inpaint = base[(base["method"] == "inpainting_oracle_mask")]
+    assert (inpaint["preservation"] == 1.0).all()  # everything outside the true mask is kept
+    report = ee.editing_report(ee.summarize(runner.score(runner.edit(s)), []), base, s, seed=0)
+    assert set(report["overall"]) == {"dice", *ee.BASELINES} and report["overall"]["dice"]["settings"]["tau"] == 0.8
+    assert report["overall"]["dice"]["settings"]["seed"] == 0 and "lambda" in lam.columns
+    rows = ee.example_rows(runner.cases)
+    assert len(rows) == 6 and runner.cases["type"].iloc[rows].is_unique
+    cols = ee.example_columns(runner, s, runner.edit(s), rows[:2])
+    assert set(cols) == {"oracle target", "DICE", *ee.BASELINES} and cols["DICE"].shape == (2, 16, 16)
+
+
+def test_schedules_and_walkthrough_helpers(bench):
+    model, cases, grids = bench
+    runner = ee.EditRunner(model, *sbd.subset(cases, grids, 1))
+    s = ee.EditSettings(steps=4, tau=1.0, cfg_scale=None, pseudo_inverse="onehot")
+    curves = ee.schedule_curves(runner.inversion(s), ["uniform", "linear", "mi"], [0.5], 1.0)
+    lin = curves[curves["schedule"] == "linear"]["lambda1"].to_numpy()
+    assert lin[0] == pytest.approx(0.5) and lin[-1] == pytest.approx(1.0)
+    table = ee.schedule_sweep(runner, s, ["uniform", "exponential"], [0.5])
+    assert set(ee.schedule_report(table)) == {"uniform", "exponential"}
+    inv = runner.inversion(s)
+    assert wt.states(inv).shape == (4, 16, 16) and wt.masks(inv)[-1].all()  # tau = 1: fully noised at the top
+    z = wt.latent_at_source(inv)
+    assert z.shape == (4, 16, 16) and (z >= -1e-5).all()  # onehot latent at the source = -log p >= 0
+    edits = wt.edits_over_lambda(model, inv, runner.target_cond, [0.0, 1.0])
+    assert edits.shape == (2, len(runner.cases), 16, 16)
+    table = wt.lambda_table(edits[:, 0], [0.0, 1.0], grids["source"][0], grids["target"][0], grids["mask"][0])
+    assert list(table.columns) == ["lambda1", "lambda2", "edit_accuracy", "preservation"]

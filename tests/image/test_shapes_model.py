@@ -1,0 +1,129 @@
+"""The `shapes` denoiser: protocol, both DICE methods, checkpoints, training corruption, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dicelib
+from dicelib.image import shapes_model as smod
+from dicelib.image import shapesbench as sb
+from dicelib.errors import DiceError
+from dicelib.core.regeneration import regenerate
+from dicelib.image.train_shapes import TrainConfig, corrupt, prompt_following, scene_batch, train
+
+TINY = smod.ShapesConfig(dim=32, depth=1, heads=2, pixel_dim=8, num_steps=6)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> smod.ShapesDenoiser:
+    torch.manual_seed(0)
+    return smod.ShapesDenoiser(TINY).eval()
+
+
+def _batch(n: int = 3, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    rng = np.random.default_rng(seed)
+    scenes = [sb.random_scene(rng) for _ in range(n)]
+    x0 = torch.from_numpy(np.stack([sb.render(s).ravel() for s in scenes]).astype(np.int64))
+    return x0, [sb.prompt(s) for s in scenes]
+
+
+def test_follows_the_denoiser_protocol(tiny):
+    assert isinstance(tiny, dicelib.DiscreteDenoiser)
+    assert tiny.num_classes == 8 and tiny.mask_id == 8 and tiny.num_positions == 256
+    assert tiny.null_cond.shape == (1, TINY.prompt_len)
+    x0, prompts = _batch(3)
+    x = x0.clone()
+    x[:, :10] = tiny.mask_id  # [MASK] inputs are accepted
+    t = torch.tensor([0.0, 0.5, 1.0])
+    out = tiny.logits(x, t, smod.encode(prompts))
+    assert out.shape == (3, 256, 8) and torch.isfinite(out).all()
+    torch.testing.assert_close(tiny.logits(x, t, prompts), out)  # prompt strings work too
+    assert tiny.logits(x, t, None).shape == (3, 256, 8)  # None = the null prompt
+    assert not torch.allclose(tiny.logits(x, t, None), out)  # and the prompt matters
+    with pytest.raises(DiceError, match=r"shape \[B, 256\]"):
+        tiny.logits(x[:, :100], t, prompts)
+
+
+def test_encode_and_its_errors():
+    ids = smod.encode(["a small red circle on a green background", ""])
+    assert ids.shape == (2, 14) and ids[1, 0] == smod.WORD_ID["<null>"] and (ids[1, 1:] == 0).all()
+    with pytest.raises(DiceError, match="unknown word"):
+        smod.encode(["a small red dragon on a green background"])
+    with pytest.raises(DiceError, match="at most"):
+        smod.encode(["a " * 20])
+
+
+@pytest.mark.parametrize("method,opts", [("masked", {"noise": "mask", "steps": 4}), ("masked", {"noise": "uniform", "steps": 4}),
+                                         ("multinomial", {})])
+@pytest.mark.parametrize("pinv", ["onehot", "lai"])
+def test_exact_reconstruction_with_both_methods(tiny, method, opts, pinv):
+    x0, prompts = _batch(2, seed=1)
+    cond = smod.encode(prompts)
+    inv = dicelib.invert(tiny, x0, cond, method=method, pseudo_inverse=pinv, cfg_scale=2.0,
+                         generator=torch.Generator().manual_seed(0), **opts)
+    assert torch.equal(dicelib.reconstruct(tiny, inv), x0)
+
+
+def test_transition_schedule_corrupts_t_over_T():
+    sched = smod.shapes_schedule(8, 0.25)
+    assert sched.num_steps == 8
+    level = 1 - sched.alpha_bar
+    torch.testing.assert_close(level[:-1], torch.arange(8, dtype=torch.float64) / 8)
+    torch.testing.assert_close(sched.gamma_bar, 0.75 * level)
+
+
+def test_checkpoint_round_trip(tiny, tmp_path):
+    path = smod.save(tiny, tmp_path / "m.pt", meta={"note": "tiny"})
+    loaded = smod.load(path)
+    payload = torch.load(path, weights_only=True)  # plain tensors and Python values only
+    assert payload["meta"] == {"note": "tiny"} and loaded.config == TINY
+    x0, prompts = _batch(2)
+    t = torch.full((2,), 0.3)
+    # weights are stored in float16: the reloaded model agrees to float16 precision, not bit for bit
+    torch.testing.assert_close(loaded.logits(x0, t, prompts), tiny.logits(x0, t, prompts), atol=3e-2, rtol=3e-2)
+    with pytest.raises(DiceError, match="no shapes checkpoint"):
+        smod.load(tmp_path / "missing.pt")
+    torch.save({"format": "other"}, tmp_path / "bad.pt")
+    with pytest.raises(DiceError, match="not a dicelib shapes checkpoint"):
+        smod.load(tmp_path / "bad.pt")
+
+
+def test_corruption_kinds_and_levels():
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(600, 256, dtype=torch.long)
+    x, t = corrupt(x0, 8, gen, kind_probs=(0.0, 1.0, 0.0))  # [MASK] only
+    assert set(x.unique().tolist()) <= {0, 8}
+    assert abs(float((x == 8).float().mean(1).sub(t).abs().mean())) < 0.05  # t of the pixels corrupted
+    x, t = corrupt(x0, 8, gen, kind_probs=(1.0, 0.0, 0.0))  # renoise only: no [MASK]
+    assert not (x == 8).any() and (x != 0).any()
+    x, t = corrupt(x0, 8, gen, kind_probs=(0.0, 0.0, 1.0), replace_share=0.5)
+    assert (x == 8).any() and ((x != 0) & (x != 8)).any()
+    assert sorted((t * 600).floor().long().tolist()) == list(range(600))  # stratified levels
+
+
+def test_training_excludes_heldout_prompts_and_runs():
+    rng = np.random.default_rng(0)
+    _, prompts = scene_batch(rng, 50, set())
+    held = set(prompts[:25])
+    _, fresh = scene_batch(np.random.default_rng(0), 50, held)
+    assert not held & set(fresh)
+    model, log, seconds = train(TrainConfig(steps=3, batch_size=4, warmup=1), TINY, held, progress=False)
+    assert list(log["step"]) == [0, 1, 2] and np.isfinite(log["loss"]).all() and not model.training
+
+
+def test_regenerate_sampling_and_inpainting(tiny):
+    x0, prompts = _batch(2)
+    cond = smod.encode(prompts)
+    a = regenerate(tiny, cond, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    b = regenerate(tiny, cond, steps=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == (2, 256) and int(a.max()) < 8  # no [MASK] left
+    keep = torch.zeros(2, 256, dtype=torch.bool)
+    keep[:, 128:] = True
+    out = regenerate(tiny, cond, steps=3, source=x0, keep=keep, noise="uniform", order="confidence")
+    assert torch.equal(out[:, 128:], x0[:, 128:])
+    samples, q = prompt_following(tiny, prompts, steps=2, cfg_scale=1.0)
+    assert samples.shape == (2, 16, 16) and 0.0 <= q["prompt_match"] <= 1.0
+    with pytest.raises(DiceError, match="both"):
+        regenerate(tiny, cond, source=x0)
