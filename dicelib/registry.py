@@ -14,8 +14,11 @@ from typing import Any, Callable
 
 import torch
 
+from .adapters.amused import Amused
+from .adapters.vq_diffusion import VQDiffusion
 from .core.settings import EDIT, EditSettings
 from .errors import DiceError
+from .image.shapes_image_model import ShapesImageModel
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,15 @@ def _shapes(source: str, device: torch.device | None) -> Any:
     return load_shapes_image_model(None if source == "shapes" else source, device=device)
 
 
-# lai everywhere: with onehot the latents (±70 logits) dominate any lambda1 > 0 and edits barely move;
-# lambda2 stays None (1 - lambda1), as in every row of Table 7
-# lambda1 0.7 / lambda2 0.3 (the library's default) is Paella's row; aMUSEd has none of its own
-_MASKED = EditSettings(cfg_scale=10.0, tau=0.9, pseudo_inverse="lai", noise="mask")
-_MULTINOMIAL = EditSettings(method="multinomial", cfg_scale=5.0, tau=1.0, lambda1=0.2, pseudo_inverse="lai")  # VQ-Diffusion's row
-_SHAPES = EditSettings(cfg_scale=3.0, tau=0.8, pseudo_inverse="lai", noise="mask")  # notebook 03's regime
+# Each model's method, noise and guidance come from its class; tau and lambda from the paper's Table 7
+# (lambda2 = 1 - lambda1 in every row). lai everywhere: with onehot the latents (±70 logits) dominate
+# any lambda1 > 0 and edits barely move.
+_MASKED = EditSettings(method=Amused.method, noise=Amused.noise, cfg_scale=Amused.default_cfg, tau=0.9,
+                       pseudo_inverse="lai")  # Paella's row (lambda1 0.7: the library's); aMUSEd has none
+_MULTINOMIAL = EditSettings(method=VQDiffusion.method, cfg_scale=VQDiffusion.default_cfg, lambda1=0.2,
+                            pseudo_inverse="lai")  # VQ-Diffusion's row (tau 1: the library's)
+_SHAPES = EditSettings(method=ShapesImageModel.method, noise=ShapesImageModel.noise,
+                       cfg_scale=ShapesImageModel.default_cfg, tau=0.8, pseudo_inverse="lai")  # notebook 03's regime
 FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL), "shapes": (_shapes, _SHAPES)}
 
 REGISTRY: dict[str, ModelSpec] = {}
