@@ -27,7 +27,7 @@ lab: install  ## open the notebooks in JupyterLab
 bench: install  ## time inversion + editing of the adapters: real shapes on CUDA, --small on a CPU
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
-clean:  ## remove caches (keeps the committed pipeline outputs)
-	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info
+clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)
+	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info reports/notebooks/failed reports/.staging
 
 .PHONY: help install install-dev repro test lab bench clean

@@ -25,7 +25,7 @@ DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CU
 SEED = typer.Option(0, "--seed", help="seed of every random draw (same seed, same output)")
 STEPS = typer.Option(None, "--steps", help="inversion steps (default: 32 masked, the schedule's T multinomial)")
 TAU = typer.Option(None, "--tau", help="start noise level in (0, 1] (default: the model's)")
-CFG = typer.Option(None, "--cfg", help="classifier-free guidance scale (default: the model's; 1 = none)")
+CFG = typer.Option(None, "--cfg", help="guidance scale (default: the model's; with --inversion, its own; 1 = none)")
 PSEUDO = typer.Option(None, "--pseudo-inverse",
                       help="onehot | model | lai (default: the model's, lai; exact reconstruction: onehot, lai)")
 STORE = typer.Option(None, "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
@@ -51,10 +51,13 @@ def _readable_errors() -> Iterator[None]:
         _fail(f"{err.strerror}: {err.filename}")
 
 
-def _check_values(steps: int | None = None, tau: float | None = None, cfg: float | None = None,
+def _check_inputs(steps: int | None = None, tau: float | None = None, cfg: float | None = None,
                   pseudo_inverse: str | None = None, store: str | None = None,
-                  lambdas: tuple[float, float] | None = None, injection: str | None = None) -> None:
-    """Raise a DiceError for bad values before any model loads (loading a real model takes a while)."""
+                  lambdas: tuple[float, float] | None = None, injection: str | None = None, device: str | None = None,
+                  image: Path | None = None, out: Path | None = None, save_inversion: Path | None = None) -> None:
+    """Raise a DiceError for bad values, device or paths before any model loads (loading a real model takes a while)
+    or anything is computed (a bad output path would otherwise fail after the whole edit)."""
+    from .adapters.vq_codec import check_image_path, image_format
     from .errors import check_choice
     from .core.guidance import check_guidance
     from .core.injection import check_lambdas
@@ -72,6 +75,48 @@ def _check_values(steps: int | None = None, tau: float | None = None, cfg: float
         check_choice("store", store, STORES)
     if lambdas is not None:
         check_lambdas(lambdas[0], lambdas[1], injection or "add")
+    if device is not None:
+        _check_device(device)
+    if image is not None:
+        check_image_path(image)
+    for option, path in (("--out", out), ("--save-inversion", save_inversion)):
+        if path is not None:
+            _check_writable(option, path)
+    if out is not None:
+        image_format(out)
+
+
+def _check_device(device: str) -> None:
+    """Raise a DiceError unless `device` is cpu, or cuda / cuda:N / mps where this machine has them."""
+    import torch
+
+    from .errors import DiceError
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    allowed = ["cpu"] + (["cuda"] if n else []) + [f"cuda:{i}" for i in range(n)]
+    allowed += ["mps"] if torch.backends.mps.is_available() else []
+    if device not in allowed:
+        raise DiceError(f"device {device!r} is not available on this machine; expected one of {', '.join(allowed)}")
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """Raise a DiceError unless a file can be written at `path` (missing folders are created when it is written)."""
+    import tempfile
+
+    from .errors import DiceError
+
+    if path.is_dir():
+        raise DiceError(f"{option} {str(path)!r} is a directory; give a file path")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DiceError(f"{option} {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise DiceError(f"{option} {str(path)!r}: cannot write in folder {str(folder)!r} ({err.strerror}); "
+                        "give a path in a writable folder") from err
 
 
 def _generator(seed: int, model: Any) -> Any:
@@ -125,7 +170,8 @@ def invert(
     from .registry import load_model
 
     with _readable_errors():
-        _check_values(steps, tau, cfg, pseudo_inverse, store)
+        _check_inputs(steps, tau, cfg, pseudo_inverse, store, device=device, image=image, out=out,
+                      save_inversion=save_inversion)
         model, spec = load_model(model_name, device)
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
                              method=method, noise=noise)
@@ -164,7 +210,8 @@ def edit(
             _fail("give either --inversion, or --image with --source, not both")
         if inversion is None and (image is None or source is None):
             _fail("give --image and --source (or a saved --inversion)")
-        _check_values(steps, tau, cfg, pseudo_inverse, store, (lambda1 or 0.0, lambda2 or 0.0), injection)
+        _check_inputs(steps, tau, cfg, pseudo_inverse, store, (lambda1 or 0.0, lambda2 or 0.0), injection,
+                      device=device, image=image, out=out, save_inversion=save_inversion)
         inv = dicelib.Inversion.load(inversion) if inversion is not None else None  # a bad file fails before loading
         model, spec = load_model(model_name, device)
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
@@ -174,7 +221,8 @@ def edit(
         if save_inversion is not None:
             inv.save(save_inversion)
             typer.echo(f"wrote {save_inversion}")
-        x = dicelib.edit(model, inv, model.encode_prompt([target]), cfg_scale=None if cfg is None else settings.cfg_scale,
+        # --cfg as given (1: guidance off); absent: None, so edit keeps the inversion's guidance
+        x = dicelib.edit(model, inv, model.encode_prompt([target]), cfg_scale=cfg,
                          generator=_generator(seed + 1, model), progress=True, **settings.edit_kwargs())
         changed = int((x.cpu() != inv.x0.cpu()).sum())
         typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")

@@ -1,20 +1,188 @@
-"""Writing the pipeline's outputs: figures, tables (CSV + Markdown), metrics JSON and plot CSVs.
+"""The pipeline's inputs and outputs: what its params accept, how a notebook stage runs, and the writers.
 
-Every write goes to a temp file renamed into place, so an interrupted run never leaves a
-half-written output behind. Paths come from dicelib.config (DICELIB_REPORTS redirects them).
+- Params: `SHARED_RULES` says what the settings several stages share accept; each stage declares
+  its `StageParams` once next to its code with `stage_params`, and its notebook checks them first.
+- Notebook stages run through `python -m dicelib.io notebook IN OUT [papermill options]`, which
+  runs papermill with the kernel writing into a staging folder; only a run whose every cell
+  succeeded moves its files into place, so a failed or interrupted run leaves the last successful
+  outputs as they were and its executed notebook goes to `<OUT's folder>/failed/`, headed by a
+  cell saying that it failed and why.
+- Writers: figures, tables (CSV + Markdown), metrics JSON and plot CSVs, each written to a temp
+  file renamed into place. Paths come from dicelib.config (DICELIB_REPORTS redirects them).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from . import config
 from .core.atomic import atomic_write
+from .core.injection import INJECTIONS
+from .core.masked import NOISE_KINDS
+from .core.pseudo_inverse import MIN_MARGIN, PSEUDO_INVERSES
+from .errors import Relation, Rule, StageParams, choice, integer, number, optional
 
-__all__ = ["atomic_write", "jsonable", "save_figure", "save_metrics", "save_plot_data", "save_table"]
+__all__ = ["LAMBDA", "SHARED_RULES", "NotebookFailed", "atomic_write", "jsonable", "run_notebook", "save_figure",
+           "save_metrics", "save_plot_data", "save_table", "stage_params"]
+
+# --- params -------------------------------------------------------------------------------------
+
+LAMBDA = number(0, 1)  # a latent weight lambda1 (lambda2 = 1 - lambda1 in the pipeline)
+SHARED_RULES: dict[str, Rule] = {  # what the pipeline accepts for the settings several stages share
+    "seed": integer(0),
+    "steps": integer(1),
+    "tau": number(0, 1, open_lo=True),
+    "cfg_scale": optional(number()),
+    "temperature": number(0, open_lo=True),
+    "noise": choice(NOISE_KINDS),
+    "pseudo_inverse": choice(PSEUDO_INVERSES),
+    "margin": number(MIN_MARGIN),
+    "injection": choice(INJECTIONS),
+    "lambda1": LAMBDA,
+    "lambda1_end": LAMBDA,
+}
+
+
+def stage_params(group: str, shared: str, *relations: Relation, **rules: Rule) -> StageParams:
+    """Return a stage's params rules: the SHARED_RULES named in `shared` (space-separated) plus `rules`."""
+    return StageParams(group, {**{k: SHARED_RULES[k] for k in shared.split()}, **rules}, relations)
+
+
+# --- notebook stages ----------------------------------------------------------------------------
+
+STAGING = ".staging"  # config.REPORTS/.staging/<notebook>/: where a notebook run writes until it succeeds
+FAILED = "failed"  # <output folder>/failed/<notebook>.ipynb: the executed notebook of a failed run
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook run failed or was interrupted; nothing was published. `failed` is its executed notebook."""
+
+    def __init__(self, message: str, failed: Path, interrupted: bool):
+        super().__init__(message)
+        self.failed, self.interrupted = failed, interrupted
+
+
+def _papermill(cmd: list[str], env: dict[str, str]) -> tuple[int | None, str | None]:
+    """Return (papermill's exit status, None), or (None, why) when Ctrl-C or kill stopped this process.
+
+    papermill runs as a child process: on an interrupt it is killed, and its kernel exits within a
+    second once its parent is gone (ipykernel's parent poller), so nothing keeps running.
+    """
+    child = subprocess.Popen(cmd, env=env)
+    try:
+        return child.wait(), None
+    except KeyboardInterrupt as e:
+        child.kill()
+        child.wait()
+        return None, str(e) or "interrupted (Ctrl-C)"
+
+
+def _failure(nb: Any, status: int | None, interrupt: str | None) -> str | None:
+    """Return why a run failed ("Type: message"), or None when papermill succeeded and every code cell ran cleanly."""
+    if interrupt is not None:
+        return f"KeyboardInterrupt: {interrupt}"
+    code = [c for c in nb.cells if c.cell_type == "code"] if nb is not None else []
+    for cell in code:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            return f"{errors[0].get('ename')}: {errors[0].get('evalue')} (cell [{cell.execution_count}])"
+    if status != 0 or nb is None:
+        return f"papermill exited with status {status} (its message is above)"
+    never = [i + 1 for i, cell in enumerate(code) if cell.execution_count is None]
+    return f"code cells {never} never ran" if never else None
+
+
+def _write_failed(nb: Any, path: Path, reason: str, output: Path) -> Path:
+    """Return `path` after writing `nb` there headed by a cell saying the run FAILED and why."""
+    import nbformat
+
+    banner = nbformat.v4.new_markdown_cell(
+        f"# This run FAILED\n\n**{reason}**\n\nNothing was published: the outputs of the last successful run "
+        f"(`{output}` and every report it writes) are unchanged. This is the failed run's executed notebook, "
+        f"kept for diagnosis; it is not a pipeline output.")
+    banner.metadata["tags"] = ["dicelib-failed-run"]
+    nb.cells.insert(0, banner)
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    return atomic_write(path, lambda f: f.write(nbformat.writes(nb)))
+
+
+def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[str] | tuple[str, ...] = ()) -> Path:
+    """Return `output` after running papermill on `notebook` (with `papermill_args`) and publishing its outputs.
+
+    The kernel runs with DICELIB_REPORTS pointing at a staging folder. Only when papermill succeeds
+    and every code cell ran without error are the staged files moved under config.REPORTS (each
+    with os.replace) and the executed notebook written to `output`, as papermill writes it.
+    Otherwise, Ctrl-C and kill included, nothing under config.REPORTS or `output` changes: the
+    executed notebook goes to `<output folder>/failed/<name>.ipynb` headed by a cell saying that
+    the run failed and why, and NotebookFailed is raised.
+    """
+    import nbformat
+
+    output = Path(output)
+    staging = (config.REPORTS / STAGING / output.stem).resolve()
+    staged_reports, staged_nb = staging / "reports", staging / output.name
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run killed with SIGKILL
+    staged_reports.mkdir(parents=True)
+    try:
+        status, interrupt = _papermill([sys.executable, "-m", "papermill", str(notebook), str(staged_nb), *papermill_args],
+                                       {**os.environ, "DICELIB_REPORTS": str(staged_reports)})
+        nb = nbformat.read(staged_nb, as_version=4) if staged_nb.exists() else None
+        reason = _failure(nb, status, interrupt)
+        if reason is not None:
+            failed = _write_failed(nb if nb is not None else nbformat.read(notebook, as_version=4),
+                                   output.parent / FAILED / output.name, reason, output)
+            raise NotebookFailed(reason, failed, interrupt is not None)
+        # Ctrl-C and kill wait until every file is in place
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for path in sorted(p for p in staged_reports.rglob("*") if p.is_file()):
+                target = config.REPORTS / path.relative_to(staged_reports)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+            nb.metadata.papermill["output_path"] = str(output)  # what papermill records when it writes `output` itself
+            return atomic_write(output, lambda f: f.write(nbformat.writes(nb)))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # .staging itself, unless another run is using it
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run `python -m dicelib.io notebook IN OUT [papermill options]`; on failure exit 1 (130 if interrupted)."""
+    p = argparse.ArgumentParser(prog="python -m dicelib.io", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    nb = sub.add_parser("notebook", help="run a notebook with papermill; publish its outputs only if every cell succeeds")
+    nb.add_argument("notebook", help="input notebook")
+    nb.add_argument("output", help="executed notebook (its folder is created)")
+    nb.add_argument("papermill_args", nargs=argparse.REMAINDER,
+                    help="passed to papermill: -p NAME VALUE, -y YAML, --cwd DIR, -k KERNEL, ...")
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # kill: the same clean failure as Ctrl-C
+    try:
+        run_notebook(a.notebook, a.output, a.papermill_args)
+    except NotebookFailed as e:
+        print(f"{a.notebook} FAILED: {e}\nThe previous outputs are unchanged; the failed run's executed notebook "
+              f"is {e.failed}", file=sys.stderr)
+        raise SystemExit(130 if e.interrupted else 1) from None
+
+
+# --- writers ------------------------------------------------------------------------------------
 
 
 def jsonable(obj: Any) -> Any:
@@ -50,3 +218,7 @@ def save_plot_data(df: Any, name: str) -> Path:
 def save_figure(fig: Any, name: str, dpi: int = 120) -> Path:
     """Return the path of reports/figures/<name>.png after saving the matplotlib figure."""
     return atomic_write(config.FIGURES / f"{name}.png", lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"), mode="wb")
+
+
+if __name__ == "__main__":
+    main()

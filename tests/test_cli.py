@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +143,65 @@ def test_errors_are_one_line(tmp_path, photo, monkeypatch, shapes_case):
                        "--out", out), "K=8")
     monkeypatch.setattr("dicelib.image.shapes_model.CHECKPOINT", tmp_path / "untrained.pt")
     one_line_error(run(*base, "--model", "shapes"), "no shapes checkpoint")
+
+
+def test_edit_cfg_1_switches_guidance_off_and_only_an_absent_cfg_inherits(tmp_path, photo, monkeypatch):
+    inv_path = tmp_path / "inv.pt"
+    res = run("invert", "--model", "random-amused", "--image", photo, "--source", "a cat", "--steps", "4",
+              "--cfg", "3", "--save-inversion", inv_path)
+    assert res.exit_code == 0, res.output
+    assert dicelib.Inversion.load(inv_path).cfg_scale == 3.0
+    real_edit, calls = dicelib.edit, []
+
+    def spy(model, inv, cond, **kwargs):
+        x = real_edit(model, inv, cond, **kwargs)
+        calls.append((kwargs["cfg_scale"], x))
+        return x
+
+    monkeypatch.setattr(dicelib, "edit", spy)
+    for cfg in (["--cfg", "1"], []):
+        res = run("edit", "--model", "random-amused", "--inversion", inv_path, "--target", "a dog",
+                  "--out", tmp_path / "o.png", *cfg)
+        assert res.exit_code == 0, res.output
+    (off, x_off), (inherited, x_inherited) = calls
+    assert off == 1.0 and inherited is None  # 1.0: guidance off; None: dicelib.edit uses the inversion's 3.0
+    assert not torch.equal(x_off, x_inherited)
+
+
+def test_bad_device_and_paths_are_one_line_errors_before_any_work(tmp_path, photo):
+    inv_path = tmp_path / "inv.pt"
+    base = ["edit", "--model", "random-amused", "--image", photo, "--source", "a", "--target", "b",
+            "--save-inversion", inv_path]
+    out = ["--out", tmp_path / "o.png"]
+    if not torch.cuda.is_available():
+        one_line_error(run(*base, *out, "--device", "cuda"), "'cuda'", "cpu")
+    one_line_error(run(*base, *out, "--device", "cuda:99"), "'cuda:99'", "cpu")
+    one_line_error(run(*base, *out, "--device", "banana"), "'banana'", "cpu")
+    one_line_error(run(*base, "--out", tmp_path / "out.txt"), "out.txt", ".png", ".jpg")
+    one_line_error(run(*base, "--out", tmp_path), str(tmp_path), "directory")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for where in (blocker / "inv.pt", blocker / "sub" / "inv.pt"):
+        one_line_error(run("invert", "--model", "random-amused", "--image", photo, "--source", "a",
+                           "--save-inversion", where), f"--save-inversion {str(where)!r}", "not a folder")
+    one_line_error(run(*base, "--out", blocker / "o.png"), "--out", "not a folder")
+    one_line_error(run("edit", "--model", "random-amused", "--image", tmp_path, "--source", "a", "--target", "b",
+                       *out), str(tmp_path), "is a directory")
+    assert not inv_path.exists()  # every check ran before the inversion was computed
+
+
+def test_unwritable_save_inversion_is_reported_under_the_given_path(tmp_path, photo):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)  # root writes there anyway; sysfs refuses new files to everyone
+    places = [p for p, ok in ((read_only, os.geteuid() != 0), (Path("/sys"), Path("/sys/kernel").is_dir())) if ok]
+    try:
+        for where in places:
+            res = run("invert", "--model", "random-amused", "--image", photo, "--source", "a",
+                      "--save-inversion", where / "inv.pt")
+            one_line_error(res, f"--save-inversion {str(where / 'inv.pt')!r}", "writable folder")
+            assert ".tmp" not in res.output  # not the atomic writer's temp file
+    finally:
+        read_only.chmod(0o700)
+    if not places:
+        pytest.skip("no folder here refuses this user's files")

@@ -7,6 +7,7 @@ diffusers' VQ decoders give NaNs in float16.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,51 @@ from ..io import atomic_write
 from ..errors import DiceError
 
 
+def check_image_path(path: str | Path) -> Path:
+    """Return `path` as a Path if it names an existing file; else raise a DiceError saying what it is instead."""
+    path = Path(path)
+    if path.is_dir():
+        raise DiceError(f"image {str(path)!r} is a directory; give an image file (PNG, JPEG, ...)")
+    if not path.is_file():
+        raise DiceError(f"image {str(path)!r} does not exist")
+    return path
+
+
+@lru_cache(maxsize=None)
+def _writable_formats() -> dict[str, str]:
+    """Return {extension: PIL format} for the formats this PIL writes RGB images in (stubs, 1-bit-only: not)."""
+    import io
+
+    from PIL import Image
+
+    Image.init()
+    probe, formats = Image.new("RGB", (1, 1)), {}
+    for ext, fmt in sorted(Image.registered_extensions().items()):
+        try:
+            probe.save(io.BytesIO(), format=fmt)
+            formats[ext] = fmt
+        except (OSError, ValueError, KeyError):
+            pass
+    return formats
+
+
+def image_format(path: str | Path) -> str:
+    """Return the PIL format `save_image` writes `path` in (no extension: PNG); else raise a DiceError."""
+    ext = Path(path).suffix.lower()
+    if not ext:
+        return "PNG"
+    formats = _writable_formats()
+    if ext not in formats:
+        raise DiceError(f"cannot write an image as {str(path)!r}: unknown image extension {ext!r}; expected one of "
+                        f"{', '.join(formats)} (.png is lossless)")
+    return formats[ext]
+
+
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """Return the RGB image at `path` as [1, 3, H, W] in [0, 1] (centre-cropped and resized to `size`)."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise DiceError(f"image {str(path)!r} does not exist")
+    path = check_image_path(path)
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -96,7 +135,7 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     """Return `path` after writing one image [3, H, W] or [1, 3, H, W] atomically (temp file, then rename)."""
     path = Path(path)
     pil = to_pil(image if image.dim() == 4 else image[None])[0]
-    fmt = (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")
+    fmt = image_format(path)
     return atomic_write(path, lambda f: pil.save(f, format=fmt), mode="wb")
 
 

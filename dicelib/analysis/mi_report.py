@@ -14,8 +14,20 @@ from tqdm.auto import tqdm
 
 from ..core.mutual_information import discrete_mi, gaussian_mi, gaussian_mi_monte_carlo, linear_betas
 from ..core.transitions import MultinomialSchedule
+from ..errors import DiceError, Relation, integer, list_of, number
+from ..io import stage_params
 
 PAPER_MI_T1 = 5.00025e-5  # nats at t = 1 for beta linear 1e-4 -> 0.02, T = 1000
+
+BETA = number(0, 1, open_lo=True, open_hi=True)
+PARAMS = stage_params(  # notebook 01's parameters (params.yaml group mutual_information; seed from base)
+    "mutual_information", "seed",
+    Relation(("mc_timesteps", "num_steps"), "every Monte Carlo timestep in 1..num_steps",
+             lambda ts, n: all(t <= n for t in ts)),
+    num_steps=integer(1), beta_start=BETA, beta_end=BETA, mc_timesteps=list_of(integer(1)),
+    mc_samples=integer(2),  # a standard error needs two samples
+    discrete_classes=list_of(integer(2)),  # MI is reported over log K
+    discrete_steps=integer(1))
 
 
 def gaussian_table(num_steps: int, beta_start: float, beta_end: float, mc_timesteps: list[int],
@@ -28,7 +40,7 @@ def gaussian_table(num_steps: int, beta_start: float, beta_end: float, mc_timest
     gen = torch.Generator().manual_seed(seed)
     for t in tqdm(sorted(set(mc_timesteps)), desc="Monte Carlo", leave=False):
         if not 1 <= t <= num_steps:
-            raise ValueError(f"Monte Carlo timestep {t} is outside 1..{num_steps}")
+            raise DiceError(f"Monte Carlo timestep {t} is outside 1..{num_steps}")
         est, se = gaussian_mi_monte_carlo(betas, t, mc_samples, gen)
         table.loc[table.t == t, ["mi_monte_carlo", "mi_mc_stderr"]] = est, se
     return table

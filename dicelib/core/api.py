@@ -9,10 +9,11 @@ from tqdm.auto import tqdm
 
 from . import conditions
 from ..errors import DiceError, check_choice
-from .guidance import check_guidance, levels_for, predict_log_probs
+from .checks import check_range
+from .guidance import check_guidance, guidance_weight, levels_for, predict_log_probs
 from .gumbel import gumbel
 from .injection import check_lambdas, inject
-from .inversion import Inversion, moved
+from .inversion import METHODS, Inversion, moved
 from .masked import MaskedTrajectory
 from .masked import draw_trajectory as draw_masked
 from .multinomial import MultinomialTrajectory
@@ -22,7 +23,6 @@ from .pseudo_inverse import PSEUDO_INVERSES, STORES, check_margin, latent, to_st
 from .schedules import LambdaSchedule, check_steps, check_tau
 from .settings import EDIT, INVERT, MASKED_STEPS, resolve_lambda2
 
-METHODS = ("masked", "multinomial")
 TRAJECTORIES = {"masked": MaskedTrajectory, "multinomial": MultinomialTrajectory}
 OPTS = {"masked": ("mask_schedule", "noise", "margin"), "multinomial": ("schedule", "margin")}
 
@@ -34,9 +34,7 @@ def _check_x0(x0: Any, k: int) -> torch.Tensor:
         raise DiceError(f"x0 must hold integer class ids (LongTensor [B, D]), got dtype {x0.dtype}")
     if x0.dim() != 2 or x0.shape[0] < 1 or x0.shape[1] < 1:
         raise DiceError(f"x0 must have shape [B, D] with B, D >= 1, got {list(x0.shape)}")
-    lo, hi = int(x0.min()), int(x0.max())
-    if lo < 0 or hi >= k:
-        raise DiceError(f"x0 holds class ids in [{lo}, {hi}], but the model has K={k} classes (ids 0..{k - 1})")
+    check_range("x0", x0, 0, k - 1, f"class ids 0..{k - 1} (the model has K={k} classes)")
     return x0.long()
 
 
@@ -74,6 +72,8 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
     transition schedule's T, default 100). opts: masked — mask_schedule ("linear", "cosine", "root",
     "arccos", "cubic"), noise ("uniform" | "mask"), margin (LAI); multinomial — schedule (a
     MultinomialSchedule), margin. Defaults: `dicelib.core.settings.InvertSettings`.
+    pseudo_inverse="model" also sets `mismatch_rate` and `reconstruction_error_rate` (see Inversion); the
+    latter runs the reconstruction alongside: up to one more forward pass per step, even with store="none".
     """
     k = check_model(model)
     check_choice("method", method, METHODS)
@@ -82,10 +82,10 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
     unknown = sorted(set(opts) - set(OPTS[method]))
     if unknown:
         raise DiceError(f"unknown option(s) {unknown} for method {method!r}; accepted: {list(OPTS[method])}")
-    check_tau(tau)
+    tau = check_tau(tau)
     if steps is not None:
-        check_steps(steps)
-    check_guidance(cfg_scale, temperature)
+        steps = check_steps(steps)
+    cfg_scale, temperature = check_guidance(cfg_scale, temperature)
     margin = check_margin(opts.pop("margin", INVERT.margin))
     x0 = _check_x0(x0, k)
     conditions.check_rows(cond, x0.shape[0])
@@ -100,24 +100,36 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
         fields = draw_multinomial(model, x0, steps, tau, gen, **opts)
     lai_seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device)) if pseudo_inverse == "lai" else None
     inv = Inversion(method=method, pseudo_inverse=pseudo_inverse, store=store, num_classes=k, x0=x0, cond=cond,
-                    tau=float(tau), cfg_scale=cfg_scale, temperature=float(temperature), margin=margin,
-                    lai_seed=lai_seed, **fields)
+                    tau=tau, cfg_scale=cfg_scale, temperature=temperature, margin=margin, lai_seed=lai_seed, **fields)
     traj = TRAJECTORIES[method](inv)
     target0 = None
     if pseudo_inverse == "model":
         target0 = _clean_prediction(model, inv)
         inv.mismatch_rate = float((target0.argmax(-1) != x0).float().mean())
-
-    if store == "none":  # editing recomputes the latents from the trajectory: nothing to run now
+    elif store == "none":  # editing recomputes the latents from the trajectory: nothing to run now
         return inv
     n = inv.num_edit_steps
-    dtype = torch.bfloat16 if store == "bfloat16" else torch.float32
-    inv.latents = torch.empty((n, *x0.shape, traj.num_states), dtype=dtype, device=device)  # once: can be GBs
-    for i in tqdm(range(n), desc="invert", disable=not progress, leave=False):
-        x = traj.state(i)
-        logp = predict_log_probs(model, [(x, levels_for(x, traj.model_level(i)), cond)], cfg_scale, temperature)[0]
-        yhat = traj.yhat(logp, x, i)
-        inv.latents[i] = to_storage(_latent(inv, traj, i, yhat, target0), yhat, store)
+    if store != "none":
+        dtype = torch.bfloat16 if store == "bfloat16" else torch.float32
+        inv.latents = torch.empty((n, *x0.shape, traj.num_states), dtype=dtype, device=device)  # once: can be GBs
+    # Steps run in editing order with the reconstruction (edit with lambda1 = 1, lambda2 = 0) alongside:
+    # its token at each step tells bfloat16 storage which class must keep winning, and its output the
+    # `model` pseudo-inverse's reconstruction error. Latents do not depend on the order (LAI seeds per step).
+    # onehot and lai never leave the inversion's states; `model` does after a mismatch, and then costs one
+    # more forward pass per step, called exactly as editing calls it so that the predictions are the same.
+    x_rec = traj.state(n - 1)
+    for i in tqdm(range(n - 1, -1, -1), desc="invert", disable=not progress, leave=False):
+        x, t = traj.state(i), levels_for(x0, traj.model_level(i))
+        yhat = traj.yhat(predict_log_probs(model, [(x, t, cond)], cfg_scale, temperature)[0], x, i)
+        z = _latent(inv, traj, i, yhat, target0)
+        if not torch.equal(x_rec, x):
+            yhat = traj.yhat(predict_log_probs(model, [(x_rec, t, cond)], cfg_scale, temperature)[0], x_rec, i)
+        winner = traj.restrict(yhat + z, i).argmax(-1)
+        if store != "none":
+            inv.latents[i] = to_storage(z, winner, store)
+        x_rec = traj.advance(winner, i)
+    if pseudo_inverse == "model":
+        inv.reconstruction_error_rate = float((x_rec != x0).float().mean())
     return inv
 
 
@@ -143,9 +155,11 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     d_model = getattr(model, "num_positions", None)
     if d_model is not None and d_model != inv.num_positions:
         raise DiceError(f"the inversion has D={inv.num_positions} positions but this model takes D={d_model}")
-    cfg_scale = inv.cfg_scale if cfg_scale is None else cfg_scale
-    temperature = inv.temperature if temperature is None else temperature
-    check_guidance(cfg_scale, temperature)
+    cfg_scale, temperature = check_guidance(inv.cfg_scale if cfg_scale is None else cfg_scale,
+                                            inv.temperature if temperature is None else temperature)
+    noise_id = int(inv.noise.reshape(-1)[0]) if inv.method == "masked" and inv.noise_kind == "mask" else model.mask_id
+    if noise_id != model.mask_id:
+        raise DiceError(f"the inversion's noise is [MASK] id {noise_id} but this model's mask_id is {model.mask_id!r}")
     check_lambdas(lambda1, 0.0 if lambda2 is None else lambda2, injection)
     conditions.check_rows(cond, inv.batch_size)
     schedule = lambda_schedule if isinstance(lambda_schedule, LambdaSchedule) else LambdaSchedule(lambda_schedule, lambda1, lambda1_end)
@@ -160,7 +174,7 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     cond = conditions.to_device(cond, device)
     traj = TRAJECTORIES[inv.method](inv)
     recompute = inv.store == "none"
-    same_guidance = (cfg_scale, temperature) == (inv.cfg_scale, inv.temperature)
+    same_guidance = (guidance_weight(cfg_scale), temperature) == (guidance_weight(inv.cfg_scale), inv.temperature)
     target0 = _clean_prediction(model, inv) if recompute and inv.pseudo_inverse == "model" else None
 
     n = inv.num_edit_steps

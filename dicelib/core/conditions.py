@@ -3,7 +3,8 @@
 A condition is whatever a model understands, one entry per batch row. dicelib only needs to
 stack conditions (to batch guidance and store="none" recomputation into one forward pass) and
 to repeat a model's single-row `null_cond`. Supported containers: a Tensor [B, ...], a list or
-tuple of length B, a dict of those (batched key by key), or None (an unconditional model).
+tuple of length B, a dict of those (batched key by key), or None (an unconditional model). A
+single row may also be a 0-d tensor (the null class of a model whose condition is a [B] tensor).
 """
 
 from __future__ import annotations
@@ -37,12 +38,21 @@ def batch_size(cond: Cond) -> int | None:
     )
 
 
+def kind(cond: Cond) -> str:
+    """Return the container kind of `cond` as batching sees it: None, Tensor, list (or tuple), dict[keys], or its type."""
+    if isinstance(cond, dict):
+        return f"dict{sorted(cond)}"
+    return "list" if isinstance(cond, (list, tuple)) else "Tensor" if isinstance(cond, torch.Tensor) else type(cond).__name__
+
+
 def concat(conds: list[Cond]) -> Cond:
     """Return the row-wise concatenation of conditions of the same kind."""
     first = conds[0]
+    other = next((kind(c) for c in conds if kind(c) != kind(first)), None)
+    if other is not None:  # e.g. store="none" batches the edit's condition with the inversion's in one forward pass
+        raise DiceError(f"cannot batch a {kind(first)} condition with a {other} condition in one forward pass; "
+                        "give the edit's cond in the same form as the inversion's (and as the model's null_cond)")
     if first is None:
-        if any(c is not None for c in conds):
-            raise DiceError("cannot batch None with a non-None condition")
         return None
     if isinstance(first, torch.Tensor):
         return torch.cat([c.to(first.device) for c in conds], dim=0)
@@ -59,6 +69,8 @@ def repeat(cond: Cond, n: int) -> Cond:
     if cond is None:
         return None
     if isinstance(cond, torch.Tensor):
+        if cond.dim() == 0:  # one row given as a scalar: the rows of a [B] condition
+            return cond.expand(n)
         return cond.expand(n, *cond.shape[1:]) if cond.shape[0] == 1 else cond
     if isinstance(cond, (list, tuple)):
         out = list(cond) * n if len(cond) == 1 else list(cond)
@@ -73,7 +85,11 @@ def null_like(model: Any, n: int) -> Cond:
     if not hasattr(model, "null_cond"):
         raise DiceError(f"{type(model).__name__} has no `null_cond`, so classifier-free guidance is impossible")
     null = model.null_cond
-    return null(n) if callable(null) else repeat(null, n)
+    out = null(n) if callable(null) else repeat(null, n)
+    if batch_size(out) not in (None, n):
+        raise DiceError(f"{type(model).__name__}.null_cond gave {batch_size(out)} rows for {n}; "
+                        "give one row (repeated as needed) or a callable n -> n rows")
+    return out
 
 
 def to_device(cond: Cond, device: torch.device) -> Cond:

@@ -7,17 +7,28 @@ from typing import Any
 import torch
 
 from . import conditions
+from .checks import check_number
 from .transitions import LOG_FLOOR
 from ..errors import DiceError
 
+# below float32's smallest normal number 1 / temperature overflows: unusable. Larger ones can still overflow
+# large logits; predict_log_probs checks what it computes.
+MIN_TEMPERATURE = float(torch.finfo(torch.float32).tiny)
 
-def check_guidance(cfg_scale: float | None, temperature: float) -> None:
-    """Raise a DiceError unless cfg_scale is None or a finite number and temperature > 0."""
-    if cfg_scale is not None and (isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float))
-                                  or not torch.isfinite(torch.tensor(float(cfg_scale)))):
-        raise DiceError(f"cfg_scale must be None or a finite number, got {cfg_scale!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise DiceError(f"temperature must be a number > 0, got {temperature!r}")
+
+def check_guidance(cfg_scale: float | None, temperature: float) -> tuple[float | None, float]:
+    """Return (cfg_scale, temperature) as Python floats after checking cfg_scale is None or a finite number
+    and temperature a finite number >= MIN_TEMPERATURE."""
+    if cfg_scale is not None:
+        cfg_scale = check_number("cfg_scale", cfg_scale, "None or a finite number")
+    return cfg_scale, check_number("temperature", temperature, f"a finite number >= {MIN_TEMPERATURE:.2g} "
+                                   "(> 0, and 1 / temperature must not overflow float32)", lambda v: v >= MIN_TEMPERATURE)
+
+
+def guidance_weight(cfg_scale: float | None) -> float | None:
+    """Return the guidance weight w that needs an unconditional pass: None for no guidance and for w = 1,
+    which is plain conditioning (u + 1 (c - u) = c), so that 1.0 and None give bit-identical log-probs."""
+    return None if cfg_scale is None or float(cfg_scale) == 1.0 else float(cfg_scale)
 
 
 def predict_log_probs(model: Any, groups: list[tuple[torch.Tensor, torch.Tensor, Any]],
@@ -27,12 +38,15 @@ def predict_log_probs(model: Any, groups: list[tuple[torch.Tensor, torch.Tensor,
     Batching the groups (editing rows, recomputed inversion rows, and their unconditional twins
     under guidance) keeps store="none" at one model call per step. Temperature divides the logits;
     guidance mixes log-probs, u + w (c - u), and renormalises; everything is floored at LOG_FLOOR.
+    Raises a DiceError if the model's logits, or the log-probs after temperature and guidance (what
+    inversion and editing use), hold NaN or inf.
     """
     rows = [x.shape[0] for x, _, _ in groups]
     x = torch.cat([g[0] for g in groups])
     t = torch.cat([g[1] for g in groups])
     cond = conditions.concat([g[2] for g in groups])
-    if cfg_scale is not None:
+    w = guidance_weight(cfg_scale)
+    if w is not None:
         cond = conditions.concat([cond, conditions.null_like(model, x.shape[0])])
         x, t = torch.cat([x, x]), torch.cat([t, t])
     logits = model.logits(x, t, cond)
@@ -41,13 +55,19 @@ def predict_log_probs(model: Any, groups: list[tuple[torch.Tensor, torch.Tensor,
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise DiceError(f"{type(model).__name__}.logits returned {shape}; expected [B, D, K] = "
                         f"{[x.shape[0], x.shape[1], k]} (does the model match the inversion's K and D?)")
-    if not bool(torch.isfinite(logits).all()):
-        raise DiceError(f"{type(model).__name__}.logits returned NaN or inf values")
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    if cfg_scale is not None:
+    if w is not None:
         c, u = logp.chunk(2)
-        logp = torch.log_softmax(u + cfg_scale * (c - u), dim=-1)
-    return list(logp.clamp(min=LOG_FLOOR).split(rows))
+        logp = torch.log_softmax(u + w * (c - u), dim=-1)
+    logp = logp.clamp(min=LOG_FLOOR)  # -inf (a log-prob below float32's range) is the floor; NaN and +inf stay
+    logits_ok, logp_ok = torch.stack([torch.isfinite(logits).all(), torch.isfinite(logp).all()]).tolist()  # one sync
+    if not logits_ok:
+        raise DiceError(f"{type(model).__name__}.logits returned NaN or inf values")
+    if not logp_ok:
+        raise DiceError(f"the log-probs became non-finite (NaN or inf) with cfg_scale={cfg_scale}, temperature={temperature}: "
+                        "logits / temperature or the guidance mix overflows float32; "
+                        "use a smaller cfg_scale or a larger temperature")
+    return list(logp.split(rows))
 
 
 def levels_for(x: torch.Tensor, level: float) -> torch.Tensor:

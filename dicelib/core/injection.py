@@ -7,6 +7,7 @@ import math
 import torch
 
 from ..errors import DiceError, check_choice
+from .checks import check_number
 from .settings import EDIT
 
 INJECTIONS = ("add", "variance_preserving", "max")
@@ -15,11 +16,10 @@ INJECTIONS = ("add", "variance_preserving", "max")
 def check_lambdas(lambda1: float, lambda2: float, injection: str) -> None:
     """Raise a DiceError for non-finite lambdas, or negative ones where the injection takes square roots."""
     check_choice("injection", injection, INJECTIONS)
+    roots = injection == "variance_preserving"
     for name, v in (("lambda1", lambda1), ("lambda2", lambda2)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise DiceError(f"{name} must be a finite number, got {v!r}")
-        if injection == "variance_preserving" and v < 0:
-            raise DiceError(f"{name} must be >= 0 for variance_preserving injection, got {v}")
+        check_number(name, v, "a finite number" + (" >= 0 for variance_preserving injection" if roots else ""),
+                     (lambda x: x >= 0) if roots else None)
 
 
 def inject(yhat: torch.Tensor, z: torch.Tensor, g: torch.Tensor, lambda1: float, lambda2: float,

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import re
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import InversionFileError
+from . import conditions
+from ..errors import DiceError, InversionFileError, check_choice
+from .checks import check_number, check_range, check_tensor
+from .guidance import check_guidance
+from .masked import NOISE_KINDS
+from .pseudo_inverse import PSEUDO_INVERSES, STORES, check_margin
+from .schedules import MASK_SCHEDULES, check_steps, check_tau
+from .transitions import MultinomialSchedule
 
 FORMAT = "dicelib.Inversion"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+METHODS = ("masked", "multinomial")
+FLOATS = (torch.float64, torch.float32)
 
 
 @dataclass
@@ -47,7 +58,11 @@ class Inversion:
     alpha_bar: torch.Tensor | None = None  # multinomial schedule [T+1]
     gamma_bar: torch.Tensor | None = None
     lai_seed: int | None = None
-    mismatch_rate: float | None = None  # pseudo_inverse="model": share of positions argmax D(x0, 0, c) != x0
+    # pseudo_inverse="model" only. mismatch_rate: share of positions where argmax D(x0, 0, c) != x0 (the
+    # target's own errors). reconstruction_error_rate: share of positions reconstruct() gets wrong, in every
+    # store mode; it differs because a wrong token changes the states, so the predictions, of later steps.
+    mismatch_rate: float | None = None
+    reconstruction_error_rate: float | None = None
     format_version: int = field(default=FORMAT_VERSION)
 
     @property
@@ -65,7 +80,8 @@ class Inversion:
 
     def nbytes(self) -> int:
         """Return the bytes held by the tensors of this inversion."""
-        return sum(v.numel() * v.element_size() for v in asdict(self).values() if isinstance(v, torch.Tensor))
+        values = (getattr(self, f.name) for f in fields(self))  # not asdict: it deep-copies every tensor
+        return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a plain dict of tensors and Python values (loadable with weights_only=True)."""
@@ -105,52 +121,78 @@ class Inversion:
         try:
             data = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # torch raises many types for truncated or foreign files
+            if re.search(r"GLOBAL [\w.]*\bInversion\b", str(exc)):  # torch.save(inv): the object itself, pickled
+                raise InversionFileError(
+                    f"{path} holds a pickled Inversion object (written with torch.save(inv)), which loading would have to "
+                    "run as code; save inversions with Inversion.save: inv.save(path). To convert a file you trust: "
+                    "torch.load(path, weights_only=False).save(new_path)") from None
             raise InversionFileError(f"{path} is not a readable dicelib inversion ({type(exc).__name__}: {str(exc)[:200]})") from None
         return cls.from_dict(data, source=str(path))
 
     def validate(self, source: str = "inversion") -> None:
-        """Raise InversionFileError if fields are inconsistent with each other."""
-        def bad(msg: str) -> InversionFileError:
-            return InversionFileError(f"{source}: {msg}")
+        """Return None if every field has its type, shape, range and finite values; else raise an
+        InversionFileError naming `source` and the field. Load and edit call it: one pass over each
+        tensor (min and max), no copies."""
+        try:
+            self._check_fields()
+        except DiceError as err:
+            raise InversionFileError(f"{source}: {err}") from None
 
-        if self.method not in ("masked", "multinomial"):
-            raise bad(f"unknown method {self.method!r}")
-        if self.store not in ("float32", "bfloat16", "none"):
-            raise bad(f"unknown store {self.store!r}")
-        if not isinstance(self.x0, torch.Tensor) or self.x0.dim() != 2 or self.x0.dtype != torch.long:
-            raise bad("x0 must be a [B, D] long tensor")
-        b, d = self.x0.shape
-        n = self.levels.numel() if isinstance(self.levels, torch.Tensor) else -1
-        if n < 1:
-            raise bad("levels must be a non-empty tensor")
-        k_states = self.num_classes + (1 if self.method == "multinomial" else 0)
+    def _check_fields(self) -> None:
+        """Return None if the fields are valid (see `validate`), else raise a DiceError naming the first bad one."""
+        check_choice("method", self.method, METHODS)
+        check_choice("pseudo_inverse", self.pseudo_inverse, PSEUDO_INVERSES)
+        check_choice("store", self.store, STORES)
+        k = check_number("num_classes", self.num_classes, "an int >= 2", lambda v: v >= 2, integer=True)
+        steps = check_steps(self.steps)
+        check_tau(self.tau)
+        check_guidance(self.cfg_scale, self.temperature)
+        check_margin(self.margin)
+        if self.lai_seed is not None:
+            check_number("lai_seed", self.lai_seed, "None or an int", integer=True)
+        elif self.pseudo_inverse == "lai" and self.store == "none":
+            raise DiceError("an LAI inversion stored with store='none' needs its lai_seed")
+        for name in ("mismatch_rate", "reconstruction_error_rate"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), "None or a number in [0, 1]", lambda v: 0 <= v <= 1)
+        b, d = check_tensor("x0", self.x0, (None, None), "[B, D]", torch.long).shape
+        check_range("x0", self.x0, 0, k - 1, f"class ids 0..{k - 1} (K = {k})")
+        conditions.check_rows(self.cond, b)
+        n = check_tensor("levels", self.levels, (None,), "[n]", *FLOATS).numel()
+        check_range("levels", self.levels, 0, 1, "noise levels in (0, 1]")
+        if not bool((torch.diff(self.levels, prepend=self.levels.new_zeros(1)) > 0).all()):
+            raise DiceError(f"levels must increase strictly from above 0 (s_1 < ... < s_n), got {self.levels.tolist()}")
+        if n > steps or (self.method == "masked" and n != steps):
+            raise DiceError(f"levels has {n} steps but steps is {steps} (masked: equal; multinomial: at most T)")
         if self.store != "none":
-            if not isinstance(self.latents, torch.Tensor) or tuple(self.latents.shape) != (n, b, d, k_states):
-                got = tuple(self.latents.shape) if isinstance(self.latents, torch.Tensor) else None
-                raise bad(f"latents have shape {got}, expected {(n, b, d, k_states)}")
+            states = k + (self.method == "multinomial")
+            dtype = torch.bfloat16 if self.store == "bfloat16" else torch.float32
+            check_tensor("latents", self.latents, (n, b, d, states), f"[n, B, D, K'] = {[n, b, d, states]}", dtype)
+            check_range("latents", self.latents, -math.inf, math.inf, "finite values")
         if self.method == "masked":
-            for name in ("u", "noise"):
-                v = getattr(self, name)
-                if not isinstance(v, torch.Tensor) or tuple(v.shape) != (b, d):
-                    raise bad(f"{name} must be a [B, D] = {[b, d]} tensor")
+            check_choice("mask schedule", self.mask_schedule, tuple(MASK_SCHEDULES))
+            check_choice("noise kind", self.noise_kind, NOISE_KINDS)
+            check_range("u", check_tensor("u", self.u, (b, d), f"[B, D] = {[b, d]}", *FLOATS), 0, 1, "uniform draws in [0, 1)")
+            noise = check_tensor("noise", self.noise, (b, d), f"[B, D] = {[b, d]}", torch.long)
+            if self.noise_kind == "uniform":
+                check_range("noise", noise, 0, k - 1, f"token ids 0..{k - 1} (uniform noise)")
+            else:  # the model's [MASK] id at every position
+                mask_id = max(int(noise.reshape(-1)[0]), 0)
+                check_range("noise", noise, mask_id, mask_id, "one [MASK] id >= 0 at every position (noise kind 'mask')")
         else:
-            if not isinstance(self.trajectory, torch.Tensor) or tuple(self.trajectory.shape) != (n, b, d):
-                raise bad(f"trajectory must have shape {(n, b, d)}")
+            traj = check_tensor("trajectory", self.trajectory, (n, b, d), f"[n, B, D] = {[n, b, d]}", torch.long)
+            check_range("trajectory", traj, 0, k, f"states 0..{k} (K tokens and [MASK] = {k})")
             for name in ("alpha_bar", "gamma_bar"):
-                v = getattr(self, name)
-                if not isinstance(v, torch.Tensor) or v.dim() != 1 or v.numel() != self.steps + 1:
-                    raise bad(f"{name} must be a [T + 1] = [{self.steps + 1}] tensor")
-        if self.pseudo_inverse == "lai" and self.store == "none" and self.lai_seed is None:
-            raise bad("an LAI inversion stored with store='none' needs its lai_seed")
+                values = check_tensor(name, getattr(self, name), (steps + 1,), f"[T + 1] = [{steps + 1}]", *FLOATS)
+                check_range(name, values, 0, 1, "probabilities in [0, 1]")
+            MultinomialSchedule(self.alpha_bar, self.gamma_bar)  # identity at index 0, alpha_bar + gamma_bar <= 1
 
 
 def moved(inv: Inversion, device: torch.device) -> Inversion:
     """Return a shallow copy of `inv` with its tensors (not cond's) on `device`."""
     from dataclasses import replace
 
-    from .conditions import to_device
-
     changes = {f.name: getattr(inv, f.name).to(device) for f in fields(inv)
                if isinstance(getattr(inv, f.name), torch.Tensor) and f.name not in ("alpha_bar", "gamma_bar", "levels")}
-    changes["cond"] = to_device(inv.cond, device)
+    changes["cond"] = conditions.to_device(inv.cond, device)
     return replace(inv, **changes)

@@ -6,6 +6,7 @@ import torch
 
 from .transitions import LOG_FLOOR
 from ..errors import DiceError
+from .checks import check_number
 from .gumbel import gumbel, truncated_gumbel
 from .settings import INVERT
 
@@ -15,10 +16,9 @@ MIN_MARGIN = 1e-3  # LAI margins below this could be eaten by float32 rounding o
 
 
 def check_margin(margin: float) -> float:
-    """Return the LAI margin as a float after checking it is a number >= MIN_MARGIN."""
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= MIN_MARGIN:
-        raise DiceError(f"LAI margin must be a number >= {MIN_MARGIN} (float32 rounding must not flip the argmax), got {margin!r}")
-    return float(margin)
+    """Return the LAI margin as a float after checking it is a finite number >= MIN_MARGIN."""
+    return check_number("LAI margin", margin, f"a finite number >= {MIN_MARGIN} (float32 rounding must not flip the argmax)",
+                        lambda v: v >= MIN_MARGIN)
 
 
 def log_onehot(x: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -61,19 +61,21 @@ def latent(kind: str, yhat: torch.Tensor, label: torch.Tensor, *, target: torch.
     raise DiceError(f"unknown pseudo_inverse {kind!r}; expected one of {', '.join(map(repr, PSEUDO_INVERSES))}")
 
 
-def to_storage(z: torch.Tensor, yhat: torch.Tensor, store: str) -> torch.Tensor | None:
-    """Return z as kept for `store`: float32, bfloat16 rounded so the argmax survives, or None.
+def to_storage(z: torch.Tensor, winner: torch.Tensor, store: str) -> torch.Tensor | None:
+    """Return z as kept for `store`: float32, bfloat16 rounded so that `winner` [B, D] still wins, or None.
 
     bfloat16 keeps 8 bits of mantissa: plain rounding can cost a few tenths of a logit, more than
-    an LAI margin. Rounding the winning class's entry up and every other entry down keeps
-    argmax(yhat + z) and its margin, so all store modes reconstruct exactly.
+    an LAI margin or the gap between a `model` target's top classes. `winner` is the class the
+    float32 reconstruction picks at this step, argmax(yhat + z) for the yhat it sees then.
+    Rounding that class's entry up and every other entry down can only widen its lead, and float32
+    addition is monotone, so argmax(yhat + z_stored) is the same class for that same yhat (ties
+    included: the winner keeps the lowest index among equals): all store modes reconstruct alike.
     """
     if store == "none":
         return None
     if store == "float32":
         return z.float()
-    winner = (yhat + z).argmax(-1, keepdim=True)
-    up = torch.zeros_like(z, dtype=torch.bool).scatter_(-1, winner, True)
+    up = torch.zeros_like(z, dtype=torch.bool).scatter_(-1, winner.unsqueeze(-1), True)
     r = z.to(torch.bfloat16)
     rf = r.float()
     inf = torch.full_like(r, float("inf"))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DiceError, check_choice
+from .checks import check_number
 from .settings import EDIT, INVERT
 
 # kappa(t): fraction of masked tokens at time t in [0, 1] (Discrete Interpolants, Table 1)
@@ -22,23 +23,18 @@ LAMBDA_SCHEDULES = ("uniform", "linear", "exponential", "mi")
 
 
 def check_tau(tau: float) -> float:
-    """Return tau as a float after checking it lies in (0, 1]."""
-    if not isinstance(tau, (int, float)) or not 0 < tau <= 1:
-        raise DiceError(f"tau must lie in (0, 1], got {tau!r}")
-    return float(tau)
+    """Return tau as a float after checking it is a number in (0, 1]."""
+    return check_number("tau", tau, "a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 def check_steps(steps: int) -> int:
-    """Return steps after checking it is an int >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise DiceError(f"steps must be an int >= 1, got {steps!r}")
-    return steps
+    """Return steps as an int after checking it is an int >= 1."""
+    return check_number("steps", steps, "an int >= 1", lambda v: v >= 1, integer=True)
 
 
 def mask_levels(steps: int, tau: float = INVERT.tau, schedule: str = INVERT.mask_schedule) -> torch.Tensor:
     """Return the noise levels s_1 < ... < s_N = kappa(tau): kappa on the even grid tau * i / N, [N] float64."""
-    check_steps(steps)
-    check_tau(tau)
+    steps, tau = check_steps(steps), check_tau(tau)
     kappa = MASK_SCHEDULES[check_choice("mask schedule", schedule, tuple(MASK_SCHEDULES))]
     return torch.tensor([kappa(tau * i / steps) for i in range(1, steps + 1)], dtype=torch.float64)
 
@@ -57,6 +53,8 @@ class LambdaSchedule:
 
     def __post_init__(self) -> None:
         check_choice("lambda schedule", self.kind, LAMBDA_SCHEDULES)
+        for name, attr in (("lambda1", "start"), ("lambda1_end", "end")):  # named as edit() calls them
+            object.__setattr__(self, attr, check_number(name, getattr(self, attr)))  # numpy scalars become floats
         if self.kind == "exponential" and (self.start <= 0 or self.end <= 0):
             raise DiceError(f"the exponential lambda schedule needs start, end > 0, got {self.start}, {self.end}")
 

@@ -24,9 +24,11 @@ import pandas as pd
 
 from . import shapesbench as sb
 from ..config import DATA
-from ..errors import DiceError
+from ..errors import DiceError, check_choice, choice, integer
 
 BENCH_DIR = DATA / "shapesbench"
+SPLITS = ("train", "val", "test")
+SPLIT, PER_TYPE = choice(SPLITS), integer(1)  # params rules of the notebooks that pick cases by split and type
 
 
 def _grid_string(a: np.ndarray) -> str:
@@ -100,8 +102,7 @@ def load(path: Path = BENCH_DIR, split: str | None = None) -> tuple[pd.DataFrame
     with np.load(path / "grids.npz") as z:
         grids = {k: z[k] for k in ("source", "target", "mask")}
     if split is not None:
-        if split not in ("train", "val", "test"):
-            raise DiceError(f"unknown split {split!r}; expected 'train', 'val' or 'test'")
+        check_choice("split", split, SPLITS)
         keep = (cases["split"] == split).to_numpy()
         cases = cases[keep].reset_index(drop=True)
         grids = {k: v[keep] for k, v in grids.items()}

@@ -25,13 +25,26 @@ from tqdm.auto import tqdm
 from . import metrics as im
 from ..core.api import edit, invert
 from ..core.settings import MASKED_STEPS, EditSettings
-from ..errors import DiceError
-from ..core.schedules import LambdaSchedule
+from ..errors import DiceError, Relation, choice, list_of, number
+from ..core.schedules import LAMBDA_SCHEDULES, LambdaSchedule
 from ..core.regeneration import regenerate
+from ..io import LAMBDA, SHARED_RULES, stage_params
+from .benchmark_build import PER_TYPE, SPLIT
 from .shapes_model import encode
 
 BASELINES = ("lambda1_zero", "inpainting_oracle_mask", "regeneration")
 REGENERATION_ORDER = "confidence"  # the baselines' sampler (MaskGIT order: the stronger generator here)
+
+ABLATION_PARAMS = stage_params(  # notebook 03
+    "editing", "seed steps tau cfg_scale noise pseudo_inverse margin lambda1",
+    sweep_split=SPLIT, sweep_per_type=PER_TYPE, eval_split=SPLIT, eval_per_type=PER_TYPE,
+    pseudo_inverses=list_of(SHARED_RULES["pseudo_inverse"]), lambdas=list_of(LAMBDA), taus=list_of(SHARED_RULES["tau"]),
+    cfg_scales=list_of(number()), injections=list_of(SHARED_RULES["injection"]), margins=list_of(SHARED_RULES["margin"]))
+SCHEDULE_PARAMS = stage_params(  # notebook 04
+    "lambda_schedules", "seed steps tau cfg_scale noise pseudo_inverse margin injection lambda1_end",
+    Relation(("schedules", "lambdas", "lambda1_end"), "lambdas and lambda1_end > 0 when schedules include exponential",
+             lambda kinds, lambdas, end: "exponential" not in kinds or min(*lambdas, end) > 0),
+    split=SPLIT, per_type=PER_TYPE, schedules=list_of(choice(LAMBDA_SCHEDULES)), lambdas=list_of(LAMBDA))
 
 
 class EditRunner:

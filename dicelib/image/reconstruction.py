@@ -21,10 +21,13 @@ from . import metrics as im
 from . import shapesbench as sb
 from ..core.api import invert, reconstruct
 from ..core.regeneration import regenerate
+from ..io import stage_params
+from .benchmark_build import PER_TYPE, SPLIT
 from .shapes_model import encode
 
 METHODS = ("masked", "multinomial")
 PSEUDO_INVERSES = ("onehot", "model", "lai")
+PARAMS = stage_params("reconstruction", "seed steps cfg_scale noise margin", split=SPLIT, per_type=PER_TYPE)  # notebook 02
 
 
 def _scores(pred: np.ndarray, source: np.ndarray, cases: pd.DataFrame, **columns: Any) -> pd.DataFrame:

@@ -16,8 +16,11 @@ from . import metrics as im
 from . import shapesbench as sb
 from ..core.api import edit
 from ..core.settings import resolve_lambda2
-from ..errors import DiceError
+from ..errors import DiceError, list_of, string
+from ..io import LAMBDA, stage_params
 from .plotting import heatmaps, plt, show_mask, show_tokens
+
+PARAMS = stage_params("walkthrough", "seed steps tau cfg_scale", case_id=string(), lambdas=list_of(LAMBDA))  # notebook 00
 
 
 def _masked(inv: Any) -> None:

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from ..core.api import edit, invert
 from ..core.settings import INVERT
-from ..errors import DiceError
+from ..errors import DiceError, Relation, integer, list_of, number, string
+from ..io import LAMBDA, stage_params
 from .sentiment_data import SentimentPair
 
 MASKED_GENERATION = {"lambda1": 0.0, "lambda2": 1.0}
@@ -113,3 +114,19 @@ def edit_pairs(lm: Any, pairs: list[SentimentPair], settings: dict[str, tuple[fl
 def sweep_settings(lambda1s: list[float]) -> dict[str, tuple[float, None]]:
     """Return {"sweep_<l1>": (lambda1, None)}: lambda2 = 1 - lambda1, the paper's ablation convention."""
     return {f"sweep_{float(l1):g}": (float(l1), None) for l1 in lambda1s}
+
+
+def edit_settings(set1: list[float], set2: list[float], sweep: list[float]) -> dict[str, tuple[float, float | None]]:
+    """Return notebook 05's edit runs: the paper's (lambda1, lambda2) sets, masked generation and the lambda1 sweep."""
+    return {"set1": tuple(set1), "set2": tuple(set2),
+            "masked_generation": (MASKED_GENERATION["lambda1"], MASKED_GENERATION["lambda2"]), **sweep_settings(sweep)}
+
+
+PARAMS = stage_params(  # notebook 05
+    "text_editing", "seed steps tau pseudo_inverse margin temperature",
+    Relation(("examples", "set1", "set2", "sweep"),
+             "examples among set1, set2, masked_generation and sweep_<v> for each v in sweep",
+             lambda examples, set1, set2, sweep: set(examples) <= set(edit_settings(set1, set2, sweep))),
+    model=string(), n_pairs=integer(0), judge_pairs=integer(0), set1=list_of(LAMBDA, 2), set2=list_of(LAMBDA, 2),
+    sweep=list_of(LAMBDA), examples=list_of(string()), structure_threshold=number(0, 1), n_examples=integer(1),
+    threads=integer(1))

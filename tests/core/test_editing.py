@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pytest
 import torch
 from scipy import stats
@@ -56,15 +57,50 @@ def test_latent_weight_controls_how_much_of_the_source_survives(gen):
     assert kept[0] < kept[1] < kept[2], kept
 
 
-def test_cfg_scale_one_equals_no_guidance(gen):
-    model = RandomDenoiser(7, 5)
+class Counting:
+    """Wraps a denoiser and records the number of rows of every call."""
+
+    def __init__(self, model):
+        self.model, self.rows = model, []
+        self.num_classes, self.mask_id, self.null_cond = model.num_classes, model.mask_id, model.null_cond
+
+    def logits(self, x, t, cond):
+        self.rows.append(x.shape[0])
+        return self.model.logits(x, t, cond)
+
+
+def test_cfg_scale_one_is_guidance_off_bit_for_bit(gen):
+    model = Counting(RandomDenoiser(7, 5))
     x = torch.randint(8, (3, 5), generator=gen)
     t, c = torch.full((3,), 0.5), torch.tensor([0, 1, 2])
-    a = predict_log_probs(model, [(x, t, c)], None, 1.0)[0]
-    b = predict_log_probs(model, [(x, t, c)], 1.0, 1.0)[0]
-    assert torch.allclose(a, b, atol=1e-5)
+    a = predict_log_probs(model, [(x, t, c)], None, 0.7)[0]
+    b = predict_log_probs(model, [(x, t, c)], 1.0, 0.7)[0]
+    assert torch.equal(a, b) and model.rows == [3, 3], "w = 1 must skip the unconditional pass"
     sharper = predict_log_probs(model, [(x, t, c)], None, 0.5)[0]
     assert bool((sharper.max(-1).values >= a.max(-1).values - 1e-6).all())
+
+
+@pytest.mark.parametrize("store", ["float32", "none"])
+def test_edit_with_cfg_scale_one_switches_the_inversions_guidance_off(gen, store):
+    model = RandomDenoiser(7, 5)
+    x0, cond, target = torch.randint(7, (2, 5), generator=gen), torch.tensor([0, 1]), torch.tensor([2, 3])
+    inv = dicelib.invert(model, x0, cond, steps=4, pseudo_inverse="lai", store=store, cfg_scale=None, generator=gen)
+    assert torch.equal(dicelib.invert(model, x0, cond, steps=4, pseudo_inverse="lai", cfg_scale=1.0,
+                                      generator=torch.Generator().manual_seed(3)).latents,
+                       dicelib.invert(model, x0, cond, steps=4, pseudo_inverse="lai", cfg_scale=None,
+                                      generator=torch.Generator().manual_seed(3)).latents)
+    edits = {}
+    for cfg in (None, 1.0):
+        counting = Counting(model)
+        edits[cfg] = dicelib.edit(counting, inv, target, cfg_scale=cfg, generator=torch.Generator().manual_seed(4))
+        # store="none" batches the edit rows with the recomputed inversion rows: one pass of 2B rows
+        assert counting.rows == [2 if store == "float32" else 4] * 4, (cfg, counting.rows)
+    assert torch.equal(edits[None], edits[1.0])
+    if store == "float32":  # an inversion made with guidance: an explicit 1.0 is off, not "the inversion's 3.0"
+        guided = dataclasses.replace(inv, cfg_scale=3.0)
+        counting = Counting(model)
+        off = dicelib.edit(counting, guided, target, cfg_scale=1.0, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(off, edits[None]) and counting.rows == [2] * 4
 
 
 def test_mask_levels_are_nested_and_end_at_kappa_tau():

@@ -70,7 +70,7 @@ def test_bfloat16_storage_keeps_argmax_and_margin(gen):
     mu = torch.log_softmax(torch.randn(8, 64, 300, generator=gen) * 10, -1).clamp(min=-70)
     label = torch.randint(300, (8, 64), generator=gen)
     for z in (log_onehot(label, 300) - mu, lai_latent(mu, label, 0.05, gen)):
-        zb = to_storage(z, mu, "bfloat16")
+        zb = to_storage(z, label, "bfloat16")
         assert zb.dtype == torch.bfloat16
         assert torch.equal((mu + zb.float()).argmax(-1), label)
     naive = (mu + lai_latent(mu, label, 0.001, gen).to(torch.bfloat16).float()).argmax(-1)

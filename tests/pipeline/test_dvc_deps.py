@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dicelib.config import ROOT
+
+from .stages import RUNNER, STAGES, notebook_of
 
 PACKAGE = ROOT / "dicelib"
 
@@ -62,18 +63,15 @@ def closure(sources: list[str]) -> set[Path]:
 
 
 def _stage_sources(stage: dict) -> list[str]:
-    """Return the code a stage runs: its notebook's code cells, or the `python -m` module."""
+    """Return the code a stage runs: the runner and its notebook's code cells, or the `python -m` module."""
     cmd = stage["cmd"]
-    notebook = re.search(r"papermill (notebooks/\S+\.ipynb)", cmd)
+    notebook = notebook_of(cmd)
     if notebook:
-        cells = json.loads((ROOT / notebook.group(1)).read_text())["cells"]
-        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        cells = json.loads((ROOT / notebook).read_text())["cells"]
+        return [f"import {RUNNER}"] + ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     module = re.search(r"python -m (dicelib[\w.]*)", cmd)
     assert module, f"cannot tell what stage command runs: {cmd}"
     return [f"import {module.group(1)}"]
-
-
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

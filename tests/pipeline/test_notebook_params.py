@@ -6,42 +6,16 @@ list that is a subset of params.yaml's), but every setting it uses is one the pi
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
-import yaml
 
-from dicelib.config import ROOT
+from .stages import NOTEBOOK_STAGES, PARAMS, notebook_of, notebook_values as _notebook_values, \
+    pipeline_values as _pipeline_values
 
 # keys that set how much work a run does; a teaching-size notebook may use less of it
 SIZE_KEYS = {"steps", "per_type", "sweep_per_type", "eval_per_type", "n_pairs", "judge_pairs", "n_examples",
              "mc_samples", "mc_timesteps", "discrete_classes", "discrete_steps"}
 
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-STAGES = {name: s for name, s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()
-          if "papermill" in s["cmd"]}
-
-
-def _pipeline_values(cmd: str) -> dict:
-    """Return {notebook parameter: the value the stage passes from params.yaml}."""
-    values = {}
-    for flag, key, ref in re.findall(r'-(p|y) "?(\w+)[: ]+\$\{([\w.]+)\}', cmd):
-        group, name = ref.split(".")
-        value = PARAMS[group][name]
-        if flag == "y":
-            value = yaml.safe_load(value)
-        values[key] = None if value == "None" else value  # papermill -p reads the string None as None
-    return values
-
-
-def _notebook_values(path: str) -> dict:
-    cells = json.loads((ROOT / path).read_text())["cells"]
-    tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
-    assert len(tagged) == 1, f"{path} needs exactly one cell tagged 'parameters'"
-    namespace: dict = {}
-    exec("".join(tagged[0]["source"]), namespace)  # noqa: S102 - our own notebook's literal assignments
-    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+STAGES = NOTEBOOK_STAGES
 
 
 def _fewer_of_the_same(teaching, pipeline) -> bool:
@@ -53,7 +27,7 @@ def _fewer_of_the_same(teaching, pipeline) -> bool:
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_notebook_defaults_match_params_except_in_size(name):
     cmd = STAGES[name]["cmd"]
-    notebook = re.search(r"papermill (notebooks/\S+\.ipynb)", cmd).group(1)
+    notebook = notebook_of(cmd)
     passed, defaults = _pipeline_values(cmd), _notebook_values(notebook)
     assert set(defaults) == set(passed), f"{notebook}: parameters the stage does not pass: {set(defaults) - set(passed)}"
     differ = {k: (defaults[k], passed[k]) for k in passed if defaults[k] != passed[k] and k not in SIZE_KEYS

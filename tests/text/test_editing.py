@@ -142,3 +142,9 @@ def test_committed_text_model_reconstructs_test_sentences_exactly():
     pairs = sentiment_data.load_pairs("test")[:8]
     out = text_editing.reconstruct_pairs(lm, pairs, pseudo_inverses=("onehot",), steps=8, seed=0, progress=False)
     assert out["dice_onehot"] == [p.neg_content.strip() for p in pairs]
+
+
+def test_edit_settings_are_the_papers_sets_masked_generation_and_the_sweep():
+    assert text_editing.edit_settings([0.2, 0.8], [0.25, 0.75], [0.5, 0.9]) == {
+        "set1": (0.2, 0.8), "set2": (0.25, 0.75), "masked_generation": (0.0, 1.0),
+        "sweep_0.5": (0.5, None), "sweep_0.9": (0.9, None)}
