@@ -4,17 +4,18 @@ Every model returned by `load_model` follows the DiscreteDenoiser protocol and a
 `encode_image(images) -> x0 [B, D]`, `decode(x) -> images [B, 3, H, W] in [0, 1]`,
 `encode_prompt(prompts) -> cond`, `method` ("masked" | "multinomial"), `noise` (masked only) and
 `image_size`. Names: the entries of REGISTRY, or "<family>:<path>" (e.g. "amused:/data/amused-256",
-"shapes:models/shapes-small.pt") for a checkpoint outside the Hugging Face cache or models/.
+"paella:/data/paella", "shapes:models/shapes-small.pt") for a checkpoint outside the Hugging Face cache or models/.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
 
 from .adapters.amused import Amused
+from .adapters.paella import Paella
 from .adapters.vq_diffusion import VQDiffusion
 from .core.settings import EDIT, EditSettings
 from .errors import DiceError
@@ -26,7 +27,7 @@ class ModelSpec:
     """How to load one model and the settings that suit it (paper Table 7 where it has them)."""
 
     name: str
-    family: str  # "amused" | "vq-diffusion" | "shapes"
+    family: str  # "amused" | "paella" | "vq-diffusion" | "shapes"
     loader: Callable[[str, torch.device | None], Any]  # (name or folder, device) -> model
     settings: EditSettings = EDIT  # the library's defaults with this model's values (the CLI's defaults)
     description: str = ""
@@ -36,6 +37,12 @@ def _amused(source: str, device: torch.device | None) -> Any:
     from .adapters.amused import Amused
 
     return Amused.from_pretrained(source, device=device)
+
+
+def _paella(source: str, device: torch.device | None) -> Any:
+    from .adapters.paella import Paella
+
+    return Paella.from_pretrained(None if source == "paella" else source, device=device)
 
 
 def _vq_diffusion(source: str, device: torch.device | None) -> Any:
@@ -48,6 +55,12 @@ def _random_amused(source: str, device: torch.device | None) -> Any:
     from .adapters.random_components import random_amused
 
     return random_amused("tiny", device=device)
+
+
+def _random_paella(source: str, device: torch.device | None) -> Any:
+    from .adapters.random_components import random_paella
+
+    return random_paella("tiny", device=device)
 
 
 def _random_vq_diffusion(source: str, device: torch.device | None) -> Any:
@@ -65,13 +78,20 @@ def _shapes(source: str, device: torch.device | None) -> Any:
 # Each model's method, noise and guidance come from its class; tau and lambda from the paper's Table 7
 # (lambda2 = 1 - lambda1 in every row). lai everywhere: with onehot the latents (±70 logits) dominate
 # any lambda1 > 0 and edits barely move.
-_MASKED = EditSettings(method=Amused.method, noise=Amused.noise, cfg_scale=Amused.default_cfg, tau=0.9,
-                       pseudo_inverse="lai")  # Paella's row (lambda1 0.7: the library's); aMUSEd has none
+# Paella's row: 32 steps, CFG 10, lambda1 0.7 / lambda2 0.3 (the library's lambda1, lambda2 = 1 - lambda1),
+# tau 0.9. The authors' scripts run instead CFG 8, lambda2 0.9, tau 0.75, temperature 0.2 -> 1.2 over
+# inversion and 1.2 -> 0.2 over editing, attention weights 1.2 (ByT5) / 0.4 (CLIP: the adapter's
+# default), seed 42.
+_PAELLA = EditSettings(method=Paella.method, noise=Paella.noise, steps=32, cfg_scale=Paella.default_cfg, tau=0.9,
+                       pseudo_inverse="lai")
+_MASKED = replace(_PAELLA, method=Amused.method, noise=Amused.noise, steps=None,
+                  cfg_scale=Amused.default_cfg)  # aMUSEd has no row: Paella's, with [MASK] noise
 _MULTINOMIAL = EditSettings(method=VQDiffusion.method, cfg_scale=VQDiffusion.default_cfg, lambda1=0.2,
                             pseudo_inverse="lai")  # VQ-Diffusion's row (tau 1: the library's)
 _SHAPES = EditSettings(method=ShapesImageModel.method, noise=ShapesImageModel.noise,
                        cfg_scale=ShapesImageModel.default_cfg, tau=0.8, pseudo_inverse="lai")  # notebook 03's regime
-FAMILIES = {"amused": (_amused, _MASKED), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL), "shapes": (_shapes, _SHAPES)}
+FAMILIES = {"amused": (_amused, _MASKED), "paella": (_paella, _PAELLA), "vq-diffusion": (_vq_diffusion, _MULTINOMIAL),
+            "shapes": (_shapes, _SHAPES)}
 
 REGISTRY: dict[str, ModelSpec] = {}
 
@@ -84,9 +104,12 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 for _name in ("amused/amused-256", "amused/amused-512"):
     register(ModelSpec(_name, "amused", _amused, _MASKED, "aMUSEd masked image model (HF cache)"))
+register(ModelSpec("paella", "paella", _paella, _PAELLA,
+                   "Paella v3 (dome272/Paella + google/byt5-xl + CLIP ViT-H/14 text, HF cache)"))
 register(ModelSpec("microsoft/vq-diffusion-ithq", "vq-diffusion", _vq_diffusion, _MULTINOMIAL,
                    "VQ-Diffusion ITHQ multinomial diffusion (HF cache)"))
 register(ModelSpec("random-amused", "amused", _random_amused, _MASKED, "tiny random-weight aMUSEd (tests, demos)"))
+register(ModelSpec("random-paella", "paella", _random_paella, _PAELLA, "tiny random-weight Paella (tests, demos)"))
 register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, _MULTINOMIAL,
                    "tiny random-weight VQ-Diffusion (tests, demos)"))
 register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))

@@ -46,10 +46,20 @@ def shapes_case(tmp_path_factory):
     return folder / "shapes-tiny.pt", folder / "scene.png", sb.prompt(scene)
 
 
-@pytest.mark.parametrize("model", ["random-vq-diffusion", "random-amused"])
-def test_invert_then_edit_with_the_source_prompt_is_token_exact(tmp_path, photo, model):
+@pytest.fixture(scope="module")
+def paella_folder(tmp_path_factory):
+    """A tiny random Paella saved in the official folder layout, for `--model paella:<folder>`."""
+    from dicelib.adapters.random_components import random_paella
+
+    return random_paella("tiny", device="cpu").save_pretrained(tmp_path_factory.mktemp("paella"))
+
+
+@pytest.mark.parametrize("model", ["random-vq-diffusion", "random-amused", "random-paella", "paella:<folder>"])
+def test_invert_then_edit_with_the_source_prompt_is_token_exact(tmp_path, photo, model, request):
+    if model == "paella:<folder>":
+        model = f"paella:{request.getfixturevalue('paella_folder')}"
     inv_path, recon, same = tmp_path / "inv.pt", tmp_path / "recon.png", tmp_path / "same.png"
-    steps = ["--steps", "8"] if model == "random-amused" else []  # multinomial: the scheduler's T
+    steps = [] if model == "random-vq-diffusion" else ["--steps", "8"]  # multinomial: the scheduler's T
     res = run("invert", "--model", model, "--image", photo, "--source", "a red cat", "--save-inversion", inv_path,
               "--out", recon, *steps)
     assert res.exit_code == 0, res.output
@@ -98,7 +108,8 @@ def test_shapes_model_reconstructs_exactly_and_edits(tmp_path, shapes_case, meth
 def test_models_lists_the_registry():
     res = run("models")
     assert res.exit_code == 0
-    for name in ("amused/amused-256", "microsoft/vq-diffusion-ithq", "shapes", "random-amused"):
+    for name in ("amused/amused-256", "microsoft/vq-diffusion-ithq", "paella", "shapes", "random-amused",
+                 "random-paella"):
         assert name in res.output
 
 
@@ -117,6 +128,7 @@ def test_errors_are_one_line(tmp_path, photo, monkeypatch, shapes_case):
     base = ["edit", "--image", photo, "--source", "a cat", "--target", "a dog", "--out", out]
     one_line_error(run(*base, "--model", "amused/amused-256"), "amused/amused-256", "huggingface-cli download")
     one_line_error(run(*base, "--model", "microsoft/vq-diffusion-ithq"), "microsoft/vq-diffusion-ithq")
+    one_line_error(run(*base, "--model", "paella"), "dome272/Paella", "google/byt5-xl", "huggingface-cli download")
     one_line_error(run(*base, "--model", "no-such-model"), "unknown model", "random-amused")
     one_line_error(run(*base, "--model", "random-amused", "--tau", "1.5"), "tau")
     one_line_error(run(*base, "--model", "random-amused", "--lambda1", "nan"), "lambda1")

@@ -1,11 +1,11 @@
 """Real models (diffusers, transformers) wrapped into the `DiscreteDenoiser` protocol.
 
-`amused` and `vq_diffusion` (image models, on the shared `base` and `vq_codec`), `masked_lm` (any
-transformers masked LM), `hub` (offline loading from the Hugging Face cache or a folder) and
-`random_components` (random-weight instances for tests and benchmarks). May import `core`, `errors`,
-`io` and `config`, never the tracks. Adapter classes load lazily: one line per adapter in `_LAZY`
-(name -> module), so `from dicelib.adapters import MaskedLM` imports only that adapter's module and
-`import dicelib.adapters` stays cheap.
+`amused`, `vq_diffusion` and `paella` (image models, on the shared `base` and `vq_codec`; Paella's
+denoiser is our own `paella_net`), `masked_lm` (any transformers masked LM), `hub` (offline loading
+from the Hugging Face cache or a folder) and `random_components` (random-weight instances for tests
+and benchmarks). May import `core`, `errors`, `io` and `config`, never the tracks. Adapter classes
+load lazily: one line per adapter in `_LAZY` (name -> module), so `from dicelib.adapters import
+MaskedLM` imports only that adapter's module and `import dicelib.adapters` stays cheap.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ _LAZY = {
     "MaskedLM": ".masked_lm",
     "VQDiffusion": ".vq_diffusion",
     "Amused": ".amused",
+    "Paella": ".paella",
+    "PaellaNet": ".paella_net",
 }
 
 __all__ = sorted(_LAZY)

@@ -64,11 +64,8 @@ class Amused(VQImageAdapter):
     @torch.no_grad()
     def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """Return raw logits [B, D, K] (float32); `t` is unused (aMUSEd reads the level from the masks)."""
-        x = x.to(self.device).long()
+        ids = self.token_map(x)  # [B, h, w]
         rows, positions = x.shape
-        h, w = self.grid
-        if positions != h * w:
-            raise DiceError(f"x has {positions} positions, this aMUSEd expects {h}x{w} = {h * w}")
         if not isinstance(cond, dict) or not {"states", "pooled"} <= set(cond):
             raise DiceError('aMUSEd conditions are dicts {"states": [B, L, H], "pooled": [B, P]} from encode_prompt')
         dtype = self.transformer.dtype
@@ -76,6 +73,6 @@ class Amused(VQImageAdapter):
         if states.shape[0] == 1 and rows > 1:
             states, pooled = states.expand(rows, -1, -1), pooled.expand(rows, -1)
         micro = self._micro.to(self.device, dtype).expand(rows, -1)
-        out = self.transformer(x.reshape(rows, h, w), encoder_hidden_states=states, pooled_text_emb=pooled,
+        out = self.transformer(ids, encoder_hidden_states=states, pooled_text_emb=pooled,
                                micro_conds=micro)  # [B, K, h, w]
         return out.float().reshape(rows, self.num_classes, positions).transpose(1, 2)

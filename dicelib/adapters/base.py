@@ -103,6 +103,15 @@ class VQImageAdapter:
         """Return the empty prompt's encoding: the default unconditional condition (subclasses may override)."""
         return self.encode_prompt([""])
 
+    def token_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Return token ids x [B, D] as the map [B, h, w] (long, on the device); another D -> DiceError."""
+        x = x.to(self.device).long()
+        h, w = self.grid
+        if x.dim() != 2 or x.shape[1] != h * w:
+            raise DiceError(f"x must be token ids [B, D] with D = {h}x{w} = {h * w} positions for {self.name}; "
+                            f"got shape {tuple(x.shape)}")
+        return x.reshape(x.shape[0], h, w)
+
     # --- images -----------------------------------------------------------------------------
     def encode_image(self, images: Any) -> torch.Tensor:
         """Return codebook ids x0 [B, D] (D = h*w, row-major) of images resized to `image_size`."""

@@ -15,14 +15,22 @@ import torch
 from ..errors import DiceError, MissingWeightsError
 
 
-def missing_weights_message(repo_id: str, detail: str = "") -> str:
-    """Return the message for absent weights: the model id, and how to fetch it."""
+def missing_weights_message(repo_id: str, detail: str = "", downloads: list[str] | None = None,
+                            folder: str = "a local folder that holds the model's subfolders") -> str:
+    """Return the message for absent weights: the model id, what is missing, and how to fetch it.
+
+    `downloads` are the `huggingface-cli download` arguments that fetch what is missing (default:
+    the id); `folder` says what a local folder given instead must hold.
+    """
     extra = f" ({detail})" if detail else ""
+    downloads = downloads or [repo_id]
+    fetch = " and ".join(f"`huggingface-cli download {d}`" for d in downloads)
+    alt = f"`hf download {downloads[0]}`" if len(downloads) == 1 else "`hf download ...`"
     return (
         f"weights for {repo_id!r} are not in the local Hugging Face cache{extra}. "
-        f"On a machine with network run `huggingface-cli download {repo_id}` (or `hf download {repo_id}`), "
+        f"On a machine with network run {fetch} (or {alt}), "
         "copy ~/.cache/huggingface/hub here if needed, then work offline with HF_HUB_OFFLINE=1; "
-        "or pass a local folder that holds the model's subfolders instead of the id"
+        f"or pass {folder} instead of the id"
     )
 
 

@@ -2,7 +2,8 @@
 
 Three sizes: "tiny" (tests: a few thousand parameters), "small" (CPU benchmarks), "real" (the
 published checkpoints' shapes: aMUSEd-256 with 16x16 tokens and 8192 codes, VQ-Diffusion ITHQ with
-32x32 tokens, 4096 codes and 36 layers; the VQ autoencoders' channel widths are approximate).
+32x32 tokens, 4096 codes and 36 layers, the VQ autoencoders' channel widths approximate; Paella v3
+exactly, 128x128 tokens of 512 px images, with ByT5-XL's encoder and CLIP ViT-H/14's text tower).
 The tokenizer is a character-level CLIP tokenizer built in memory, so any lowercase prompt maps to
 distinct ids without a vocabulary file.
 """
@@ -116,6 +117,55 @@ def amused_components(size: str = "tiny", seed: int = 0, text: bool = True) -> d
     return out
 
 
+def _t5_config(size: str) -> Any:
+    from transformers import T5Config
+
+    if size == "real":  # google/byt5-xl (the encoder half is used)
+        return T5Config(vocab_size=384, d_model=2560, d_kv=64, d_ff=6720, num_layers=36, num_decoder_layers=12,
+                        num_heads=32, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    width = 8 if size == "tiny" else 32
+    return T5Config(vocab_size=384, d_model=width, d_kv=width // 2, d_ff=2 * width, num_layers=1, num_heads=2,
+                    feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+
+
+def paella_components(size: str = "tiny", seed: int = 0, text: bool = True) -> dict[str, Any]:
+    """Return keyword arguments for Paella(...) with random weights of the given size (and its resolution)."""
+    from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel
+    from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTextModelWithProjection, T5EncoderModel
+
+    from .paella_net import PaellaNet
+
+    check_choice("size", size, SIZES)
+    torch.manual_seed(seed)
+    t5_cfg = _t5_config(size)
+    if size == "real":  # CLIP ViT-H/14 text tower; PaellaNet's and PaellaVQModel's defaults are the checkpoints'
+        clip_cfg = CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                                  num_hidden_layers=24, vocab_size=49408, max_position_embeddings=77, projection_dim=1024, hidden_act="gelu",
+                                  bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+        out = dict(transformer=PaellaNet(byt5_embd=t5_cfg.d_model, clip_embd=clip_cfg.projection_dim),
+                   vqvae=PaellaVQModel(), resolution=512)
+    else:
+        clip_cfg = _clip_text_config(size, projection=True)
+        width, k, side = (8, 16, 32) if size == "tiny" else (32, 256, 64)
+        out = dict(transformer=PaellaNet(c_in=width, c_out=width, num_labels=k, c_r=8, c_cond=width,
+                                         c_hidden=[width, 2 * width], nhead=[-1, 2],
+                                         blocks=[1, 1 if size == "tiny" else 2],
+                                         level_config=["CT", "CTA"], clip_embd=clip_cfg.projection_dim,
+                                         byt5_embd=t5_cfg.d_model, dropout=0.0),
+                   vqvae=PaellaVQModel(levels=2, bottleneck_blocks=1, embed_dim=2 * width, latent_channels=4,
+                                       num_vq_embeddings=k),
+                   resolution=side)  # 4 pixels per token: side / 4 tokens a side
+        with torch.no_grad():  # unit-scale latents (a trained VQ's) and codes, so random images use many codes
+            out["vqvae"].down_blocks[-1][1].running_var.fill_(0.01)
+            out["vqvae"].vquantizer.embedding.weight.normal_()
+    out.update(text_encoder=None, tokenizer=None, byt5_encoder=None, byt5_tokenizer=None)
+    if text:
+        tokens = 77 if size == "real" else 16
+        out["text_encoder"], out["tokenizer"] = CLIPTextModelWithProjection(clip_cfg), char_tokenizer(tokens)
+        out["byt5_encoder"], out["byt5_tokenizer"] = T5EncoderModel(t5_cfg), ByT5Tokenizer()
+    return out
+
+
 def random_vq_diffusion(size: str = "tiny", seed: int = 0, device: Any = None, **kw: Any) -> Any:
     """Return a VQDiffusion adapter with random weights (see vq_diffusion_components)."""
     from .vq_diffusion import VQDiffusion
@@ -129,3 +179,10 @@ def random_amused(size: str = "tiny", seed: int = 0, device: Any = None, **kw: A
     from .amused import Amused
 
     return Amused.from_components(**amused_components(size, seed, **kw), device=device, name=f"random-amused-{size}")
+
+
+def random_paella(size: str = "tiny", seed: int = 0, device: Any = None, **kw: Any) -> Any:
+    """Return a Paella adapter with random weights (see paella_components)."""
+    from .paella import Paella
+
+    return Paella.from_components(**paella_components(size, seed, **kw), device=device, name=f"random-paella-{size}")

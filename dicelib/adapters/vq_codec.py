@@ -139,13 +139,19 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     return atomic_write(path, lambda f: pil.save(f, format=fmt), mode="wb")
 
 
+def quantizer(vq: Any) -> Any:
+    """Return the vector quantizer of a diffusers VQ model (`quantize` in VQModel, `vquantizer` in PaellaVQModel)."""
+    quant = getattr(vq, "quantize", None)
+    return quant if quant is not None else vq.vquantizer
+
+
 @torch.no_grad()
 def vq_encode(vq: Any, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Return codebook ids [B, h*w] (row-major) and the token grid (h, w) of pixels in the VQ's range."""
     dev = next(vq.parameters()).device
     latents = vq.encode(pixels.to(dev, torch.float32)).latents  # [B, C, h, w]
     b, _, h, w = latents.shape
-    indices = vq.quantize(latents)[2][2]  # flat [B*h*w]
+    indices = quantizer(vq)(latents)[2][2]  # flat [B*h*w]
     return indices.reshape(b, h * w).long(), (h, w)
 
 
@@ -157,8 +163,9 @@ def vq_decode(vq: Any, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     if tokens.shape[1] != h * w:
         raise DiceError(f"token map has {tokens.shape[1]} positions, expected {h}x{w} = {h * w}")
     ids = tokens.to(dev).reshape(b, h, w)
-    shape = (b, h, w, vq.quantize.embedding.weight.shape[1])
-    if vq.config.lookup_from_codebook:  # aMUSEd's VQ looks ids up itself
+    quant = quantizer(vq)
+    shape = (b, h, w, quant.embedding.weight.shape[1])
+    if vq.config.get("lookup_from_codebook", False):  # aMUSEd's VQ looks ids up itself
         return vq.decode(ids, force_not_quantize=True, shape=shape).sample.float()
-    emb = vq.quantize.get_codebook_entry(ids.reshape(-1), shape=shape)  # [B, C, h, w]
+    emb = quant.get_codebook_entry(ids.reshape(-1), shape=shape)  # [B, C, h, w]
     return vq.decode(emb, force_not_quantize=True).sample.float()

@@ -103,10 +103,8 @@ class VQDiffusion(VQImageAdapter):
     @torch.no_grad()
     def logits(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """Return log p(x0 | x_t, c) [B, D, K] (float32); rows with different t run as separate passes."""
-        x = x.to(self.device).long()
+        x = self.token_map(x).flatten(1)  # [B, D], D checked against the grid
         rows, positions = x.shape
-        if positions != self.grid[0] * self.grid[1]:
-            raise DiceError(f"x has {positions} positions, VQ-Diffusion expects {self.grid[0] * self.grid[1]}")
         if not isinstance(cond, torch.Tensor) or cond.dim() != 3:
             raise DiceError("VQ-Diffusion conditions are text states [B, L, H] from encode_prompt")
         states = cond.to(self.device, self.transformer.dtype).expand(rows, -1, -1) if cond.shape[0] == 1 \

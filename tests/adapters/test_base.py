@@ -11,6 +11,7 @@ from dicelib.adapters.base import VQImageAdapter
 from dicelib.adapters.random_components import (
     amused_components,
     random_amused,
+    random_paella,
     random_vq_diffusion,
     vq_diffusion_components,
 )
@@ -46,6 +47,18 @@ def test_vq_diffusion_pipeline_keeps_its_learned_null_condition():
     assert model.learned_embeddings is pipe.learned_classifier_free_sampling_embeddings
     assert torch.equal(model.null_cond[0], pipe.learned_classifier_free_sampling_embeddings.embeddings.detach())
     assert model.null_cond is model.null_cond  # computed once
+
+
+@pytest.mark.parametrize("build,foreign,kind", [(random_amused, torch.zeros(2, 4, 8), "dicts"),
+                                                (random_vq_diffusion, ["a cat", "a dog"], "text states"),
+                                                (random_paella, torch.zeros(2, 4, 8), "Paella conditions are")])
+def test_logits_reject_other_token_counts_and_foreign_conditions(build, foreign, kind, images):
+    model = build("tiny", device="cpu")
+    x0, cond = model.encode_image(images), model.encode_prompt(["a cat", "a dog"])
+    with pytest.raises(DiceError, match=f"{model.num_positions} positions"):
+        model.logits(x0[:, :5], torch.zeros(2), cond)
+    with pytest.raises(DiceError, match=kind):
+        model.logits(x0, torch.zeros(2), foreign)
 
 
 @pytest.mark.parametrize("adapter,parts", [(Amused, amused_components), (VQDiffusion, vq_diffusion_components)])

@@ -80,20 +80,19 @@ def test_loader_errors(tmp_path):
         load_piebench(tmp_path)
 
 
-def test_experiment_tables_on_the_fixture(tmp_path):
+@pytest.mark.parametrize("name", ["random-amused", "random-paella"])
+def test_experiment_tables_on_the_fixture(tmp_path, name):
     """Tables 1-3 from tiny random models: exact DICE reconstruction, absent metrics reported as absent."""
     import torch
 
-    from dicelib.registry import get_spec
+    from dicelib.registry import load_model
     from dicelib.piebench.metrics import PerceptualMetrics
     from dicelib.piebench.experiment import Settings, run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        from dicelib.adapters.random_components import random_amused
-
-        model, spec = random_amused("tiny", device="cpu"), get_spec("random-amused")
+        model, spec = load_model(name, "cpu")
         absent = PerceptualMetrics(absent={"clip": "no weights", "structure": "no weights", "lpips": "no weights"})
         cases = load_piebench(FIXTURE, limit=2)
         metrics = run(model, spec, cases, Settings(steps=4), absent, tmp_path, progress=False)
