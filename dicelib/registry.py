@@ -80,7 +80,7 @@ def _shapes(source: str, device: torch.device | None) -> Any:
 # any lambda1 > 0 and edits barely move.
 # Paella's row: 32 steps, CFG 10, lambda1 0.7 / lambda2 0.3 (the library's lambda1, lambda2 = 1 - lambda1),
 # tau 0.9. The authors' scripts run instead CFG 8, lambda2 0.9, tau 0.75, temperature 0.2 -> 1.2 over
-# inversion and 1.2 -> 0.2 over editing, attention weights 1.2 (ByT5) / 0.4 (CLIP: the adapter's
+# inversion and 1.2 -> 0.2 over editing (`temperature=(0.2, 1.2)` in invert), attention weights 1.2 (ByT5) / 0.4 (CLIP: the adapter's
 # default), seed 42.
 _PAELLA = EditSettings(method=Paella.method, noise=Paella.noise, steps=32, cfg_scale=Paella.default_cfg, tau=0.9,
                        pseudo_inverse="lai")

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from . import conditions
 from ..errors import DiceError, check_choice
 from .checks import check_range
-from .guidance import check_guidance, guidance_weight, levels_for, predict_log_probs
+from .guidance import Temperature, check_guidance, guidance_weight, levels_for, predict_log_probs, temperature_at
 from .gumbel import gumbel
 from .injection import check_lambdas, inject
 from .inversion import METHODS, Inversion, moved
@@ -58,12 +58,13 @@ def _latent(inv: Inversion, traj: Any, i: int, yhat: torch.Tensor, target0: torc
 def _clean_prediction(model: Any, inv: Inversion) -> torch.Tensor:
     """Return D(x0, t=0, c) as guided log-probs [B, D, K] (the `model` pseudo-inverse's target)."""
     x0 = inv.x0
-    return predict_log_probs(model, [(x0, levels_for(x0, 0.0), inv.cond)], inv.cfg_scale, inv.temperature)[0]
+    temperature = temperature_at(inv.temperature, 0, inv.num_edit_steps)  # the least noisy step's
+    return predict_log_probs(model, [(x0, levels_for(x0, 0.0), inv.cond)], inv.cfg_scale, temperature)[0]
 
 
 def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.method,
            steps: int | None = INVERT.steps, tau: float = INVERT.tau, pseudo_inverse: str = INVERT.pseudo_inverse,
-           cfg_scale: float | None = INVERT.cfg_scale, temperature: float = INVERT.temperature,
+           cfg_scale: float | None = INVERT.cfg_scale, temperature: Temperature = INVERT.temperature,
            store: str = INVERT.store, generator: torch.Generator | None = None, progress: bool = False,
            **opts: Any) -> Inversion:
     """Return the Inversion of x0 [B, D] under `cond`: the trajectory and latents that regenerate it.
@@ -119,11 +120,11 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
     # more forward pass per step, called exactly as editing calls it so that the predictions are the same.
     x_rec = traj.state(n - 1)
     for i in tqdm(range(n - 1, -1, -1), desc="invert", disable=not progress, leave=False):
-        x, t = traj.state(i), levels_for(x0, traj.model_level(i))
-        yhat = traj.yhat(predict_log_probs(model, [(x, t, cond)], cfg_scale, temperature)[0], x, i)
+        x, t, temp = traj.state(i), levels_for(x0, traj.model_level(i)), temperature_at(temperature, i, n)
+        yhat = traj.yhat(predict_log_probs(model, [(x, t, cond)], cfg_scale, temp)[0], x, i)
         z = _latent(inv, traj, i, yhat, target0)
         if not torch.equal(x_rec, x):
-            yhat = traj.yhat(predict_log_probs(model, [(x_rec, t, cond)], cfg_scale, temperature)[0], x_rec, i)
+            yhat = traj.yhat(predict_log_probs(model, [(x_rec, t, cond)], cfg_scale, temp)[0], x_rec, i)
         winner = traj.restrict(yhat + z, i).argmax(-1)
         if store != "none":
             inv.latents[i] = to_storage(z, winner, store)
@@ -136,7 +137,7 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
 def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lambda1,
          lambda2: float | None = EDIT.lambda2, injection: str = EDIT.injection,
          lambda_schedule: str | LambdaSchedule = EDIT.lambda_schedule, cfg_scale: float | None = None,
-         temperature: float | None = None, generator: torch.Generator | None = None,
+         temperature: Temperature | None = None, generator: torch.Generator | None = None,
          lambda1_end: float = EDIT.lambda1_end, progress: bool = False) -> torch.Tensor:
     """Return the edited tokens [B, D]: regenerate from the inversion under `cond`, guided by its latents.
 
@@ -144,7 +145,8 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     cond = the inversion's condition, lambda1 = 1, lambda2 = 0 and additive injection this is the
     input, token for token. Non-uniform `lambda_schedule`s move lambda1 from `lambda1` (noisiest
     step) to `lambda1_end`; lambda2=None means 1 - lambda1 at every step. cfg_scale and
-    temperature default (None) to the inversion's values. Defaults: `dicelib.core.settings.EditSettings`.
+    temperature default (None) to the inversion's values; a (start, end) temperature moves over the steps
+    as in `invert` (see `temperature_at`). Defaults: `dicelib.core.settings.EditSettings`.
     """
     if not isinstance(inv, Inversion):
         raise DiceError(f"inv must be a dicelib.Inversion (from dicelib.invert or Inversion.load), got {type(inv).__name__}")
@@ -180,17 +182,18 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     n = inv.num_edit_steps
     x = traj.state(n - 1)
     for step, i in enumerate(tqdm(range(n - 1, -1, -1), desc="edit", disable=not progress, leave=False)):
-        t = levels_for(x, traj.model_level(i))
+        t, temp = levels_for(x, traj.model_level(i)), temperature_at(temperature, i, n)
         if recompute:
             x_inv = traj.state(i)
             if same_guidance:  # one forward pass for the edit and the recomputed inversion rows
-                logp, logp_inv = predict_log_probs(model, [(x, t, cond), (x_inv, t, inv.cond)], cfg_scale, temperature)
+                logp, logp_inv = predict_log_probs(model, [(x, t, cond), (x_inv, t, inv.cond)], cfg_scale, temp)
             else:
-                logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temperature)[0]
-                logp_inv = predict_log_probs(model, [(x_inv, t, inv.cond)], inv.cfg_scale, inv.temperature)[0]
+                logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temp)[0]
+                logp_inv = predict_log_probs(model, [(x_inv, t, inv.cond)], inv.cfg_scale,
+                                             temperature_at(inv.temperature, i, n))[0]
             z = _latent(inv, traj, i, traj.yhat(logp_inv, x_inv, i), target0)
         else:
-            logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temperature)[0]
+            logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temp)[0]
             z = inv.latents[i].float()
         yhat = traj.yhat(logp, x, i)
         # no noise to draw where lambda2 = 0 (reconstruction): a quarter of the editing time at large K

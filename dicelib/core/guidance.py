@@ -11,18 +11,35 @@ from .checks import check_number
 from .transitions import LOG_FLOOR
 from ..errors import DiceError
 
+Temperature = float | tuple[float, float]  # a number, or a (start, end) schedule over the steps
+
 # below float32's smallest normal number 1 / temperature overflows: unusable. Larger ones can still overflow
 # large logits; predict_log_probs checks what it computes.
 MIN_TEMPERATURE = float(torch.finfo(torch.float32).tiny)
 
 
-def check_guidance(cfg_scale: float | None, temperature: float) -> tuple[float | None, float]:
-    """Return (cfg_scale, temperature) as Python floats after checking cfg_scale is None or a finite number
-    and temperature a finite number >= MIN_TEMPERATURE."""
+def check_guidance(cfg_scale: float | None, temperature: Temperature) -> tuple[float | None, Temperature]:
+    """Return (cfg_scale, temperature) as Python floats (a temperature schedule as a (start, end) tuple) after
+    checking cfg_scale is None or a finite number and each temperature a finite number >= MIN_TEMPERATURE."""
     if cfg_scale is not None:
         cfg_scale = check_number("cfg_scale", cfg_scale, "None or a finite number")
-    return cfg_scale, check_number("temperature", temperature, f"a finite number >= {MIN_TEMPERATURE:.2g} "
-                                   "(> 0, and 1 / temperature must not overflow float32)", lambda v: v >= MIN_TEMPERATURE)
+    allowed = f"a finite number >= {MIN_TEMPERATURE:.2g} (> 0, and 1 / temperature must not overflow float32)"
+    if isinstance(temperature, (tuple, list)):
+        if len(temperature) != 2:
+            raise DiceError(f"temperature must be a number or a (start, end) pair of numbers, got {temperature!r}")
+        return cfg_scale, tuple(check_number("temperature", v, allowed, lambda v: v >= MIN_TEMPERATURE) for v in temperature)
+    return cfg_scale, check_number("temperature", temperature, allowed, lambda v: v >= MIN_TEMPERATURE)
+
+
+def temperature_at(temperature: Temperature, i: int, n: int) -> float:
+    """Return the temperature of step index i of n (0: least noisy): a number, or a (start, end) schedule
+    moved linearly from `start` at the least noisy step to `end` at the noisiest (the DICE authors run
+    Paella with 0.2 -> 1.2 over inversion, so 1.2 -> 0.2 over editing). Inversion and editing read the
+    same value at the same step, so reconstruction stays exact."""
+    if not isinstance(temperature, (tuple, list)):
+        return temperature
+    start, end = temperature
+    return start + (end - start) * (i / (n - 1) if n > 1 else 1.0)
 
 
 def guidance_weight(cfg_scale: float | None) -> float | None:

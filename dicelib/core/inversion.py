@@ -47,7 +47,7 @@ class Inversion:
     steps: int  # N (masked) or T (multinomial)
     tau: float
     cfg_scale: float | None
-    temperature: float
+    temperature: float | tuple[float, float]  # or (start, end): see guidance.temperature_at
     margin: float  # LAI margin
     latents: torch.Tensor | None = None  # [n, B, D, K'] float32 / bfloat16
     u: torch.Tensor | None = None  # masked: [B, D] uniform field

@@ -24,7 +24,7 @@ class InvertSettings:
     tau: float = 1.0  # start level in (0, 1]: how much of the trajectory editing regenerates
     pseudo_inverse: str = "onehot"  # "onehot", "model" or "lai"
     cfg_scale: float | None = None  # classifier-free guidance weight (None: off)
-    temperature: float = 1.0  # softmax temperature of the model's log-probs
+    temperature: float | tuple[float, float] = 1.0  # softmax temperature, or (start, end) over the steps (least noisy first)
     store: str = "float32"  # latents kept as "float32", "bfloat16", or "none" (recomputed while editing)
     noise: str = "uniform"  # masked method's noise map: "uniform" renoising or "mask" ([MASK] absorbing)
     mask_schedule: str = "linear"  # masked method's noise levels: linear, cosine, root, arccos, cubic

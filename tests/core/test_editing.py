@@ -128,3 +128,26 @@ def test_nonuniform_lambda_schedule_reconstructs_with_lambda1_end_one(gen):
     inv = dicelib.invert(model, x0, torch.tensor([0, 1]), steps=6, generator=gen)
     out = dicelib.edit(model, inv, torch.tensor([0, 1]), lambda1=1.0, lambda2=0.0, lambda_schedule="linear", lambda1_end=1.0)
     assert torch.equal(out, x0)
+
+
+def test_temperature_schedule_moves_linearly_over_the_steps_and_reconstructs_exactly(gen):
+    from dicelib.core.guidance import temperature_at
+
+    assert [temperature_at((0.2, 1.2), i, 6) for i in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
+    assert temperature_at((0.2, 1.2), 0, 1) == 1.2 and temperature_at(0.7, 3, 6) == 0.7
+    model = RandomDenoiser(12, 10, scale=3.0)
+    x0 = torch.randint(12, (3, 10), generator=gen)
+    cond, target = torch.tensor([0, 1, 2]), torch.tensor([3, 3, 3])
+    for store in ("float32", "none"):
+        inv = dicelib.invert(model, x0, cond, steps=6, pseudo_inverse="lai", temperature=(0.2, 1.2), store=store,
+                             cfg_scale=2.0, generator=torch.Generator().manual_seed(1))
+        assert inv.temperature == (0.2, 1.2)
+        assert torch.equal(dicelib.reconstruct(model, inv), x0)
+    constant = dicelib.invert(model, x0, cond, steps=6, pseudo_inverse="lai", temperature=0.7,
+                              generator=torch.Generator().manual_seed(1))
+    edits = [dicelib.edit(model, i, target, lambda1=0.5, generator=torch.Generator().manual_seed(2)) for i in (inv, constant)]
+    assert not torch.equal(edits[0], edits[1])  # the schedule is used, not its mean
+    with pytest.raises(dicelib.DiceError, match="temperature"):
+        dicelib.invert(model, x0, cond, temperature=(0.2, 1.2, 3.0))
+    with pytest.raises(dicelib.DiceError, match="temperature"):
+        dicelib.invert(model, x0, cond, temperature=(0.2, 0.0))

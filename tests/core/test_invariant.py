@@ -55,7 +55,7 @@ def cases(draw):
         injection=draw(st.sampled_from(["add", "variance_preserving"])),
         store=draw(st.sampled_from(["float32", "bfloat16", "none"])),
         cfg_scale=draw(st.sampled_from([None, 1.0, 3.0, 7.5])),
-        temperature=draw(st.sampled_from([1.0, 0.5, 2.0])),
+        temperature=draw(st.sampled_from([1.0, 0.5, 2.0, (0.2, 1.2), (1.5, 0.5)])),
         scale=draw(st.sampled_from([0.5, 3.0, 30.0])),  # flat to very peaked predictions
         margin=draw(st.sampled_from([0.01, 1.0, 5.0])),
         mask_schedule=draw(st.sampled_from(["linear", "cosine", "root", "arccos", "cubic"])),
