@@ -1,8 +1,10 @@
 """Benchmark DICE inversion + editing through the image adapters at their real shapes (random weights).
 
-Real shapes: aMUSEd-256 (16x16 tokens, codebook 8192, 22-layer UViT; masked method, 32 steps) and
-VQ-Diffusion ITHQ (32x32 tokens, 4096 classes, 36 layers; multinomial method, T = 100). `--small`
-shrinks both to CPU-friendly sizes. For each model and store mode it reports seconds for one
+Real shapes: aMUSEd-256 (16x16 tokens, codebook 8192, 22-layer UViT; masked method, 32 steps),
+VQ-Diffusion ITHQ (32x32 tokens, 4096 classes, 36 layers; multinomial method, T = 100) and Paella v3
+(512 px: 128x128 tokens, codebook 8192, the 1.0 B-parameter PaellaNet with ByT5-XL and CLIP ViT-H
+text; masked method with uniform renoising, 32 steps; `--models paella`, a GPU job). `--small`
+shrinks each to CPU-friendly sizes. For each model and store mode it reports seconds for one
 inversion and one edit (guidance on, as in the paper), the inversion's size, peak memory (CUDA:
 max allocated; CPU: peak RSS growth sampled every 5 ms) and whether reconstruction was exact.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 
 import dicelib
-from dicelib.adapters.random_components import random_amused, random_vq_diffusion
+from dicelib.adapters.random_components import random_amused, random_paella, random_vq_diffusion
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,15 +71,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_model(name: str, model: object, method: str, steps: int | None, stores: list[str], batch: int,
-                cfg: float, seed: int) -> list[dict]:
+def bench_model(name: str, model: object, steps: int | None, stores: list[str], batch: int, cfg: float,
+                seed: int) -> list[dict]:
     """Return one result row per store mode: seconds for invert and edit, memory, exactness."""
     device = model.device
     gen = torch.Generator(device=device).manual_seed(seed)
     x0 = torch.randint(model.num_classes, (batch, model.num_positions), generator=gen, device=device)
     src = model.encode_prompt(["a photo of a cat"] * batch)
     tgt = model.encode_prompt(["a photo of a dog"] * batch)
-    opts = {"noise": "mask"} if method == "masked" else {}
+    method = model.method
+    opts = {"noise": model.noise} if method == "masked" else {}
     model.logits(x0, torch.zeros(batch, device=device), src)  # warm-up (kernels, allocator)
     rows = []
     for store in stores:
@@ -104,11 +107,11 @@ def bench_model(name: str, model: object, method: str, steps: int | None, stores
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="CPU-friendly sizes instead of the real shapes")
-    p.add_argument("--models", default="amused,vq-diffusion", help="comma-separated: amused, vq-diffusion")
+    p.add_argument("--models", default="amused,vq-diffusion", help="comma-separated: amused, vq-diffusion, paella")
     p.add_argument("--stores", default="float32,none")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--masked-steps", type=int, default=32, help="aMUSEd inversion steps (the paper's 32)")
+    p.add_argument("--masked-steps", type=int, default=32, help="aMUSEd and Paella inversion steps (the paper's 32)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=str(HERE / "results" / "bench_adapters.json"))
@@ -122,15 +125,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name in a.models.split(","):
         t0 = time.perf_counter()
-        if name == "amused":
-            model, method, steps, cfg = random_amused(size, seed=a.seed, device=device), "masked", a.masked_steps, 10.0
-        elif name == "vq-diffusion":
-            model, method, steps, cfg = random_vq_diffusion(size, seed=a.seed, device=device), "multinomial", None, 5.0
-        else:
-            raise SystemExit(f"unknown model {name!r}; use amused, vq-diffusion")
+        builders = {"amused": (random_amused, a.masked_steps), "vq-diffusion": (random_vq_diffusion, None),
+                    "paella": (random_paella, a.masked_steps)}
+        if name not in builders:
+            raise SystemExit(f"unknown model {name!r}; use {', '.join(builders)}")
+        build, steps = builders[name]
+        model = build(size, seed=a.seed, device=device)
+        cfg = model.default_cfg
         params = sum(p.numel() for p in model.transformer.parameters())
         print(f"built {name} ({size}, {params / 1e6:.1f}M denoiser parameters) in {time.perf_counter() - t0:.1f}s")
-        for row in bench_model(name, model, method, steps, stores, a.batch, cfg, a.seed):
+        for row in bench_model(name, model, steps, stores, a.batch, cfg, a.seed):
             rows.append({**row, "size": size, "denoiser_params_m": params / 1e6})
         del model
     header = f"{'model':13s} {'size':5s} {'store':8s} {'tokens':>6s} {'K':>5s} {'steps':>5s} {'invert s':>9s} " \
