@@ -1,7 +1,6 @@
 # dicelib workspace. `make help` lists the targets.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-TEST_REPORTS := $(shell mktemp -d -t dicelib-reports-XXXXXX 2>/dev/null || echo /tmp/dicelib-reports)
 
 .DEFAULT_GOAL := help
 
@@ -14,12 +13,18 @@ install:  ## install dicelib and everything the pipeline needs (torch pinned to 
 install-dev:  ## install dicelib with the test tools
 	$(PIP) install -q -e ".[dev]"
 
-repro: install  ## set up and run the whole DVC pipeline on the embedded defaults
+repro: install  ## set up and run the whole DVC pipeline on the embedded defaults (up to date on a fresh clone)
 	$(PYTHON) -m dvc repro
 	$(PYTHON) -m dvc status
 
-test: install-dev  ## set up and run the tests, notebooks included (teaching sizes; outputs go to a temp dir)
-	DICELIB_REPORTS=$(TEST_REPORTS) $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+repro-all: install  ## recompute every stage from scratch, ignoring the committed outputs (about 15 min on 2 cores)
+	$(PYTHON) -m dvc repro -f
+	$(PYTHON) -m dvc status
+
+test: install-dev  ## set up and run the tests, notebooks included (teaching sizes; outputs go to a temp dir, removed after)
+	reports=$$(mktemp -d -t dicelib-reports-XXXXXX) && \
+	DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider; \
+	status=$$?; rm -rf $$reports; exit $$status
 
 lab: install  ## open the notebooks in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
@@ -30,4 +35,4 @@ bench: install  ## time inversion + editing of the adapters: real shapes on CUDA
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)
 	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info reports/notebooks/failed reports/.staging
 
-.PHONY: help install install-dev repro test lab bench clean
+.PHONY: help install install-dev repro repro-all test lab bench clean
