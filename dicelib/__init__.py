@@ -3,6 +3,7 @@ multinomial diffusion and masked language models.
 
     inv = dicelib.invert(model, x0, cond, method="masked", steps=32, tau=1.0, pseudo_inverse="onehot")
     x = dicelib.edit(model, inv, cond_target, lambda1=0.7)        # lambda2=None: 1 - lambda1
+    xs = dicelib.edit_grid(model, inv, [{"lambda1": v} for v in (0.5, 0.9)], conds=[cond_target] * 2)  # one pass per step
 
 Subpackages: `core` (the method), `adapters` (real models), `image` and `text` (the two tracks on
 the embedded models), `piebench` (the PIE-Bench experiment), `analysis` (notebook 01); top-level
@@ -14,7 +15,7 @@ so `import dicelib` pulls in neither transformers nor diffusers.
 import importlib
 from typing import Any
 
-from .core.api import edit, invert, reconstruct
+from .core.api import edit, edit_grid, invert, reconstruct
 from .core.inversion import Inversion
 from .core.protocol import DiscreteDenoiser
 from .core.schedules import LambdaSchedule
@@ -35,6 +36,7 @@ __all__ = [
     "MissingWeightsError",
     "MultinomialSchedule",
     "edit",
+    "edit_grid",
     "invert",
     "reconstruct",
 ]

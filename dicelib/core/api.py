@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from . import conditions
 from ..errors import DiceError, check_choice
-from .checks import check_range
+from .checks import check_number, check_range
 from .guidance import Temperature, check_guidance, guidance_weight, levels_for, predict_log_probs, temperature_at
 from .gumbel import gumbel
 from .injection import check_lambdas, inject
@@ -21,7 +22,7 @@ from .multinomial import draw_trajectory as draw_multinomial
 from .protocol import check_model, model_device
 from .pseudo_inverse import PSEUDO_INVERSES, STORES, check_margin, latent, to_storage
 from .schedules import LambdaSchedule, check_steps, check_tau
-from .settings import EDIT, INVERT, MASKED_STEPS, resolve_lambda2
+from .settings import EDIT, INVERT, MASKED_STEPS, EditSettings, resolve_lambda2
 
 TRAJECTORIES = {"masked": MaskedTrajectory, "multinomial": MultinomialTrajectory}
 OPTS = {"masked": ("mask_schedule", "noise", "margin"), "multinomial": ("schedule", "margin")}
@@ -55,11 +56,11 @@ def _latent(inv: Inversion, traj: Any, i: int, yhat: torch.Tensor, target0: torc
     return latent(inv.pseudo_inverse, yhat, traj.label(i), target=target, margin=inv.margin, generator=gen)
 
 
-def _clean_prediction(model: Any, inv: Inversion) -> torch.Tensor:
+def _clean_prediction(model: Any, inv: Inversion, max_batch: int | None = None) -> torch.Tensor:
     """Return D(x0, t=0, c) as guided log-probs [B, D, K] (the `model` pseudo-inverse's target)."""
     x0 = inv.x0
     temperature = temperature_at(inv.temperature, 0, inv.num_edit_steps)  # the least noisy step's
-    return predict_log_probs(model, [(x0, levels_for(x0, 0.0), inv.cond)], inv.cfg_scale, temperature)[0]
+    return _forward(model, [(x0, levels_for(x0, 0.0), inv.cond, inv.cfg_scale, temperature)], max_batch)[0]
 
 
 def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.method,
@@ -147,6 +148,47 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     step) to `lambda1_end`; lambda2=None means 1 - lambda1 at every step. cfg_scale and
     temperature default (None) to the inversion's values; a (start, end) temperature moves over the steps
     as in `invert` (see `temperature_at`). Defaults: `dicelib.core.settings.EditSettings`.
+    This is `edit_grid` with one setting; many settings from one inversion are cheaper as one grid.
+    """
+    setting = dict(lambda1=lambda1, lambda2=lambda2, injection=injection, lambda_schedule=lambda_schedule,
+                   lambda1_end=lambda1_end, cfg_scale=cfg_scale, temperature=temperature)
+    return edit_grid(model, inv, [setting], conds=[cond], generators=[generator], progress=progress)[0]
+
+
+GRID_OPTIONS = ("lambda1", "lambda2", "injection", "lambda_schedule", "lambda1_end", "cfg_scale", "temperature", "cond")
+
+
+@dataclass
+class _Run:
+    """One setting of an edit grid, resolved: its rows' condition and guidance, lambdas per step, generator."""
+
+    cond: Any
+    cfg_scale: float | None
+    temperature: Temperature
+    lambda1s: list[float]
+    lambda2s: list[float]
+    injection: str
+    generator: torch.Generator
+
+
+def edit_grid(model: Any, inv: Inversion, settings: Sequence[EditSettings | dict[str, Any]], conds: Sequence[Any] | None = None,
+              generators: Sequence[torch.Generator | None] | None = None, max_batch: int | None = None,
+              progress: bool = False) -> list[torch.Tensor]:
+    """Return the edited tokens [B, D] of every setting: `edit` under many settings from one inversion at once.
+
+    settings: each an EditSettings (its `edit_kwargs()`: guidance and temperature stay the inversion's)
+    or a dict of `edit`'s keyword arguments (lambda1, lambda2, injection, lambda_schedule, lambda1_end,
+    cfg_scale, temperature) and `cond`, the setting's target condition (default None). conds: one
+    target condition per setting, instead of the dicts' `cond`. generators: one per setting, distinct
+    objects (None: torch.Generator().manual_seed(0), as `edit`). Each setting's result equals its own
+    `edit` call token for token: it draws the same Gumbel noise from its generator in the same order.
+
+    Every step is one model call for all settings (rows: settings x B, each setting with its own
+    guidance and temperature, the unconditional twins in the same call), the inversion's latent is
+    computed once and shared (never copied per setting), with store="none" the recomputed inversion
+    rows too, and rows that repeat others (every setting's first step under one condition, a
+    reconstruction's rows and the inversion's) are computed once. max_batch: at most that many rows per
+    model call, unconditional twins included; a bigger step is split over several calls.
     """
     if not isinstance(inv, Inversion):
         raise DiceError(f"inv must be a dicelib.Inversion (from dicelib.invert or Inversion.load), got {type(inv).__name__}")
@@ -157,50 +199,161 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     d_model = getattr(model, "num_positions", None)
     if d_model is not None and d_model != inv.num_positions:
         raise DiceError(f"the inversion has D={inv.num_positions} positions but this model takes D={d_model}")
-    cfg_scale, temperature = check_guidance(inv.cfg_scale if cfg_scale is None else cfg_scale,
-                                            inv.temperature if temperature is None else temperature)
     noise_id = int(inv.noise.reshape(-1)[0]) if inv.method == "masked" and inv.noise_kind == "mask" else model.mask_id
     if noise_id != model.mask_id:
         raise DiceError(f"the inversion's noise is [MASK] id {noise_id} but this model's mask_id is {model.mask_id!r}")
+    runs = _resolve_grid(inv, settings, conds, generators)
+    recompute = inv.store == "none"
+    if max_batch is not None:
+        guided = [r.cfg_scale for r in runs] + ([inv.cfg_scale] if recompute else [])
+        need = 2 if any(guidance_weight(c) is not None for c in guided) else 1
+        max_batch = check_number("max_batch", max_batch, f"None or an int >= {need} (rows per model call; a guided "
+                                 "row brings its unconditional twin)" if need == 2 else "None or an int >= 1",
+                                 lambda v: v >= need, integer=True)
+    device = model_device(model)
+    inv = moved(inv, device)
+    for r in runs:
+        r.cond = conditions.to_device(r.cond, device)
+    traj = TRAJECTORIES[inv.method](inv)
+    target0 = _clean_prediction(model, inv, max_batch) if recompute and inv.pseudo_inverse == "model" else None
+    # the rows of a step: every setting's, then (store="none") the inversion's; entries of one class share
+    # condition, guidance and temperature, so their rows repeat whenever their states do
+    rows = [(r.cond, r.cfg_scale, r.temperature) for r in runs] + ([(inv.cond, inv.cfg_scale, inv.temperature)] if recompute else [])
+    classes = _classes(rows)
+
+    n = inv.num_edit_steps
+    xs = [traj.state(n - 1)] * len(runs)  # one tensor: every setting starts from the inversion's noisiest state
+    for step, i in enumerate(tqdm(range(n - 1, -1, -1), desc="edit", disable=not progress, leave=False)):
+        states = xs + ([traj.state(i)] if recompute else [])
+        first = _first_of(states, classes, len(runs))
+        unique = [j for j, f in enumerate(first) if f == j]
+        level = traj.model_level(i)
+        groups = [(states[j], levels_for(states[j], level), rows[j][0], rows[j][1], temperature_at(rows[j][2], i, n))
+                  for j in unique]
+        yhats = {j: traj.yhat(logp, states[j], i) for j, logp in zip(unique, _forward(model, groups, max_batch))}
+        z = _latent(inv, traj, i, yhats[first[-1]], target0) if recompute else inv.latents[i].float()
+        for s, r in enumerate(runs):
+            yhat = yhats[first[s]]
+            # no noise to draw where lambda2 = 0 (reconstruction): a quarter of the editing time at large K
+            g = gumbel(tuple(yhat.shape), r.generator, device=device) if r.lambda2s[step] != 0 else torch.zeros_like(yhat)
+            scores = inject(yhat, z, g, r.lambda1s[step], r.lambda2s[step], r.injection)
+            xs[s] = traj.advance(traj.restrict(scores, i).argmax(-1), i)
+    return xs
+
+
+def _resolve_grid(inv: Inversion, settings: Any, conds: Any, generators: Any) -> list[_Run]:
+    """Return the grid's settings resolved against the inversion, or raise a DiceError naming the bad one."""
+    if not isinstance(settings, (list, tuple)) or not settings:
+        raise DiceError(f"settings must be a non-empty list of EditSettings or dicts of edit arguments, got {settings!r:.80}")
+    conds, generators = (_per_setting(name, v, len(settings)) for name, v in (("conds", conds), ("generators", generators)))
+    owner: dict[int, int] = {}
+    for j, gen in enumerate(generators):
+        if gen is not None and owner.setdefault(id(gen), j) != j:
+            raise DiceError(f"generators[{j}] is the same generator as generators[{owner[id(gen)]}]: give every setting "
+                            "its own (one edit after another would draw from a shared one in turn, a grid step by step)")
+    runs = []
+    for j, (spec, cond, gen) in enumerate(zip(settings, conds, generators)):
+        try:
+            runs.append(_resolve(inv, spec, cond, gen))
+        except DiceError as err:
+            if len(settings) == 1:  # edit(): its own argument names say it all
+                raise
+            raise type(err)(f"settings[{j}]: {err}") from None
+    return runs
+
+
+_UNSET = object()
+
+
+def _per_setting(name: str, values: Any, n: int) -> list[Any]:
+    """Return `values` as a list of one entry per setting (None: every entry unset), after checking its length."""
+    if values is None:
+        return [None if name == "generators" else _UNSET] * n
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        got = f"{len(values)} entries" if isinstance(values, (list, tuple)) else repr(values)[:80]
+        raise DiceError(f"{name} must be None or a list of one entry per setting ({n}), got {got}")
+    return list(values)
+
+
+def _resolve(inv: Inversion, spec: Any, cond: Any, generator: Any) -> _Run:
+    """Return one setting resolved: guidance (None: the inversion's), condition, lambdas per editing step, generator."""
+    if isinstance(spec, EditSettings):
+        spec = spec.edit_kwargs()
+    if not isinstance(spec, dict):
+        raise DiceError(f"an edit setting must be an EditSettings or a dict of edit arguments, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(GRID_OPTIONS))
+    if unknown:
+        raise DiceError(f"unknown edit setting(s) {unknown}; accepted: {list(GRID_OPTIONS)}")
+    if "cond" in spec and cond is not _UNSET:
+        raise DiceError("a setting's cond is given twice, in the setting and in conds; give one")
+    o = {**EDIT.edit_kwargs(), "cfg_scale": None, "temperature": None, "cond": None if cond is _UNSET else cond, **spec}
+    cfg_scale, temperature = check_guidance(inv.cfg_scale if o["cfg_scale"] is None else o["cfg_scale"],
+                                            inv.temperature if o["temperature"] is None else o["temperature"])
+    lambda1, lambda2, injection = o["lambda1"], o["lambda2"], o["injection"]
     check_lambdas(lambda1, 0.0 if lambda2 is None else lambda2, injection)
-    conditions.check_rows(cond, inv.batch_size)
-    schedule = lambda_schedule if isinstance(lambda_schedule, LambdaSchedule) else LambdaSchedule(lambda_schedule, lambda1, lambda1_end)
-    edit_levels = inv.levels.flip(0)  # editing runs from the noisiest step down
-    lambda1s = schedule.values(edit_levels).tolist()
+    conditions.check_rows(o["cond"], inv.batch_size)
+    schedule = o["lambda_schedule"]
+    if not isinstance(schedule, LambdaSchedule):
+        schedule = LambdaSchedule(schedule, lambda1, o["lambda1_end"])
+    lambda1s = schedule.values(inv.levels.flip(0)).tolist()  # editing runs from the noisiest step down
     lambda2s = [resolve_lambda2(v, lambda2) for v in lambda1s]
     for l1, l2 in zip(lambda1s, lambda2s):
         check_lambdas(l1, l2, injection)
-    gen = _generator(generator)
-    device = model_device(model)
-    inv = moved(inv, device)
-    cond = conditions.to_device(cond, device)
-    traj = TRAJECTORIES[inv.method](inv)
-    recompute = inv.store == "none"
-    same_guidance = (guidance_weight(cfg_scale), temperature) == (guidance_weight(inv.cfg_scale), inv.temperature)
-    target0 = _clean_prediction(model, inv) if recompute and inv.pseudo_inverse == "model" else None
+    return _Run(o["cond"], cfg_scale, temperature, lambda1s, lambda2s, injection, _generator(generator))
 
-    n = inv.num_edit_steps
-    x = traj.state(n - 1)
-    for step, i in enumerate(tqdm(range(n - 1, -1, -1), desc="edit", disable=not progress, leave=False)):
-        t, temp = levels_for(x, traj.model_level(i)), temperature_at(temperature, i, n)
-        if recompute:
-            x_inv = traj.state(i)
-            if same_guidance:  # one forward pass for the edit and the recomputed inversion rows
-                logp, logp_inv = predict_log_probs(model, [(x, t, cond), (x_inv, t, inv.cond)], cfg_scale, temp)
-            else:
-                logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temp)[0]
-                logp_inv = predict_log_probs(model, [(x_inv, t, inv.cond)], inv.cfg_scale,
-                                             temperature_at(inv.temperature, i, n))[0]
-            z = _latent(inv, traj, i, traj.yhat(logp_inv, x_inv, i), target0)
-        else:
-            logp = predict_log_probs(model, [(x, t, cond)], cfg_scale, temp)[0]
-            z = inv.latents[i].float()
-        yhat = traj.yhat(logp, x, i)
-        # no noise to draw where lambda2 = 0 (reconstruction): a quarter of the editing time at large K
-        g = gumbel(tuple(yhat.shape), gen, device=device) if lambda2s[step] != 0 else torch.zeros_like(yhat)
-        scores = inject(yhat, z, g, lambda1s[step], lambda2s[step], injection)
-        x = traj.advance(traj.restrict(scores, i).argmax(-1), i)
-    return x
+
+def _classes(rows: list[tuple[Any, float | None, Temperature]]) -> list[int]:
+    """Return for each (cond, cfg_scale, temperature) entry the index of the first entry equal to it (its class)."""
+    out: list[int] = []
+    for j, (cond, cfg, temp) in enumerate(rows):
+        out.append(next((out[m] for m in range(j) if (guidance_weight(cfg), temp) == (guidance_weight(rows[m][1]), rows[m][2])
+                         and conditions.same(cond, rows[m][0])), j))
+    return out
+
+
+def _first_of(states: list[torch.Tensor], classes: list[int], compare_from: int) -> list[int]:
+    """Return for each entry the first entry of its class with the same states: the one whose rows it reuses.
+
+    Settings repeat each other's states only at the first step, where they share one tensor, so they are
+    compared by identity; from `compare_from` on (the inversion's rows) by value.
+    """
+    first: list[int] = []
+    for j, x in enumerate(states):
+        first.append(next((m for m in range(j) if first[m] == m and classes[m] == classes[j]
+                           and (states[m] is x or (j >= compare_from and torch.equal(states[m], x)))), j))
+    return first
+
+
+def _forward(model: Any, groups: list[tuple], max_batch: int | None) -> list[torch.Tensor]:
+    """Return `predict_log_probs` of the groups: one call, or calls of at most max_batch model rows each."""
+    if max_batch is None:
+        return predict_log_probs(model, groups)
+    parts: list[list[torch.Tensor]] = [[] for _ in groups]
+    for call in _split(groups, max_batch):
+        sliced = [g if (lo, hi) == (0, g[0].shape[0]) else (g[0][lo:hi], g[1][lo:hi], conditions.take(g[2], lo, hi), *g[3:])
+                  for j, lo, hi in call for g in [groups[j]]]
+        for (j, _, _), logp in zip(call, predict_log_probs(model, sliced)):
+            parts[j].append(logp)
+    return [p[0] if len(p) == 1 else torch.cat(p) for p in parts]
+
+
+def _split(groups: list[tuple], max_batch: int) -> list[list[tuple[int, int, int]]]:
+    """Return the calls as lists of (group index, first row, end row), each at most max_batch model rows
+    (a guided row counts twice: its unconditional twin rides in the same call)."""
+    calls: list[list[tuple[int, int, int]]] = [[]]
+    room = max_batch
+    for j, g in enumerate(groups):
+        cost = 1 if guidance_weight(g[3]) is None else 2
+        lo, rows = 0, g[0].shape[0]
+        while lo < rows:
+            take = min(rows - lo, room // cost)
+            if take == 0:  # max_batch >= cost (checked): a fresh call always has room
+                calls.append([])
+                room = max_batch
+                continue
+            calls[-1].append((j, lo, lo + take))
+            lo, room = lo + take, room - take * cost
+    return calls
 
 
 def reconstruct(model: Any, inv: Inversion, progress: bool = False) -> torch.Tensor:

@@ -80,6 +80,32 @@ def repeat(cond: Cond, n: int) -> Cond:
     raise DiceError(f"unsupported condition type {type(cond).__name__}")
 
 
+def take(cond: Cond, lo: int, hi: int) -> Cond:
+    """Return rows lo..hi-1 of `cond` (a view for tensors): how a grid too big for one call is split."""
+    if cond is None:
+        return None
+    if isinstance(cond, (torch.Tensor, list, tuple)):
+        return cond[lo:hi]
+    if isinstance(cond, dict):
+        return {k: take(v, lo, hi) for k, v in cond.items()}
+    raise DiceError(f"unsupported condition type {type(cond).__name__}")
+
+
+def same(a: Cond, b: Cond) -> bool:
+    """Return True when conditions a and b hold the same rows: the same object, or equal kind, shapes and values."""
+    if a is b:
+        return True
+    if kind(a) != kind(b):
+        return False
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return all(same(a[k], b[k]) for k in a)  # same kind: the same keys
+    return bool(a == b)
+
+
 def null_like(model: Any, n: int) -> Cond:
     """Return the model's unconditional condition for n rows (`null_cond` may be callable)."""
     if not hasattr(model, "null_cond"):

@@ -48,43 +48,65 @@ def guidance_weight(cfg_scale: float | None) -> float | None:
     return None if cfg_scale is None or float(cfg_scale) == 1.0 else float(cfg_scale)
 
 
-def predict_log_probs(model: Any, groups: list[tuple[torch.Tensor, torch.Tensor, Any]],
-                      cfg_scale: float | None, temperature: float) -> list[torch.Tensor]:
+Group = tuple  # (x [B_g, D], t [B_g], cond), or (x, t, cond, cfg_scale, temperature) with its own guidance
+
+
+def predict_log_probs(model: Any, groups: list[Group], cfg_scale: float | None = None,
+                      temperature: float = 1.0) -> list[torch.Tensor]:
     """Return guided log-probs [B_g, D, K] for each (x [B_g, D], t [B_g], cond) group, from one forward pass.
 
     Batching the groups (editing rows, recomputed inversion rows, and their unconditional twins
-    under guidance) keeps store="none" at one model call per step. Temperature divides the logits;
-    guidance mixes log-probs, u + w (c - u), and renormalises; everything is floored at LOG_FLOOR.
-    Raises a DiceError if the model's logits, or the log-probs after temperature and guidance (what
-    inversion and editing use), hold NaN or inf.
+    under guidance) keeps store="none" and edit grids at one model call per step. A group may carry
+    its own guidance as (x, t, cond, cfg_scale, temperature); 3-tuples use the call's `cfg_scale`
+    and `temperature`. The model sees every group's rows in order, then the unconditional twins of
+    the guided groups in the same order. Temperature divides the logits; guidance mixes log-probs,
+    u + w (c - u), and renormalises; everything is floored at LOG_FLOOR. Each row's log-probs are
+    the same whatever else shares the call. Raises a DiceError if the model's logits, or the
+    log-probs after temperature and guidance (what inversion and editing use), hold NaN or inf.
     """
-    rows = [x.shape[0] for x, _, _ in groups]
-    x = torch.cat([g[0] for g in groups])
-    t = torch.cat([g[1] for g in groups])
+    groups = [g if len(g) == 5 else (*g, cfg_scale, temperature) for g in groups]
+    guided = [g for g in groups if guidance_weight(g[3]) is not None]
+    x = torch.cat([g[0] for g in groups] + [g[0] for g in guided])
+    t = torch.cat([g[1] for g in groups] + [g[1] for g in guided])
     cond = conditions.concat([g[2] for g in groups])
-    w = guidance_weight(cfg_scale)
-    if w is not None:
-        cond = conditions.concat([cond, conditions.null_like(model, x.shape[0])])
-        x, t = torch.cat([x, x]), torch.cat([t, t])
+    if guided:
+        cond = conditions.concat([cond, conditions.null_like(model, sum(g[0].shape[0] for g in guided))])
     logits = model.logits(x, t, cond)
     k = model.num_classes
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (x.shape[0], x.shape[1], k):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise DiceError(f"{type(model).__name__}.logits returned {shape}; expected [B, D, K] = "
                         f"{[x.shape[0], x.shape[1], k]} (does the model match the inversion's K and D?)")
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    if w is not None:
-        c, u = logp.chunk(2)
-        logp = torch.log_softmax(u + w * (c - u), dim=-1)
-    logp = logp.clamp(min=LOG_FLOOR)  # -inf (a log-prob below float32's range) is the floor; NaN and +inf stay
-    logits_ok, logp_ok = torch.stack([torch.isfinite(logits).all(), torch.isfinite(logp).all()]).tolist()  # one sync
-    if not logits_ok:
+    out, c0, u0 = [], 0, x.shape[0] - sum(g[0].shape[0] for g in guided)
+    for gx, _, _, cfg, temp in groups:  # group by group: a grid's tensors stay small enough for the CPU's caches
+        n, w = gx.shape[0], guidance_weight(cfg)
+        logp = torch.log_softmax(logits[c0:c0 + n].float() / temp, dim=-1)
+        if w is not None:
+            u = torch.log_softmax(logits[u0:u0 + n].float() / temp, dim=-1)
+            logp = torch.log_softmax(u + w * (logp - u), dim=-1)
+            u0 += n
+        c0 += n
+        out.append(logp.clamp(min=LOG_FLOOR))  # -inf (a log-prob below float32's range) is the floor; NaN and +inf stay
+    _check_finite(model, logits, out, groups)
+    return out
+
+
+def _check_finite(model: Any, logits: torch.Tensor, logps: list[torch.Tensor], groups: list[Group]) -> None:
+    """Return None if the logits and every group's log-probs are finite, else raise a DiceError naming them.
+
+    A sum is finite only if every entry is (NaN and inf propagate): one reduction per tensor and one
+    sync for all; only a non-finite sum (or one that overflowed) pays for the entry-wise check.
+    """
+    sums = torch.stack([torch.sum(logits, dtype=torch.float32)] + [logp.sum() for logp in logps])
+    if all(torch.isfinite(sums).tolist()):
+        return
+    if not bool(torch.isfinite(logits).all()):
         raise DiceError(f"{type(model).__name__}.logits returned NaN or inf values")
-    if not logp_ok:
-        raise DiceError(f"the log-probs became non-finite (NaN or inf) with cfg_scale={cfg_scale}, temperature={temperature}: "
-                        "logits / temperature or the guidance mix overflows float32; "
-                        "use a smaller cfg_scale or a larger temperature")
-    return list(logp.split(rows))
+    for logp, (_, _, _, cfg_scale, temperature) in zip(logps, groups):
+        if not bool(torch.isfinite(logp).all()):
+            raise DiceError(f"the log-probs became non-finite (NaN or inf) with cfg_scale={cfg_scale}, "
+                            f"temperature={temperature}: logits / temperature or the guidance mix overflows float32; "
+                            "use a smaller cfg_scale or a larger temperature")
 
 
 def levels_for(x: torch.Tensor, level: float) -> torch.Tensor:

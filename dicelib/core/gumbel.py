@@ -21,7 +21,7 @@ def gumbel(shape: tuple[int, ...], generator: torch.Generator, device: torch.dev
     """Return standard Gumbel(0, 1) noise `-log(-log u)`, drawn in float64 and cast to `dtype`."""
     tiny = torch.finfo(torch.float64).tiny
     u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64)
-    g = -torch.log(-torch.log(u.clamp(min=tiny)))  # u == 0 would give -inf
+    g = u.clamp_(min=tiny).log_().neg_().log_().neg_()  # u == 0 would give -inf; in place: no temporaries
     return g.to(device=device if device is not None else generator.device, dtype=dtype)
 
 
@@ -34,7 +34,9 @@ def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator) -> torch.Ten
 def truncated_gumbel(mu: torch.Tensor, bound: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Return Gumbel(mu) draws conditioned to be <= bound (Maddison et al. 2014), in float64.
 
-    TG(mu, b) = -logaddexp(-b, -G) with G ~ Gumbel(mu); `bound` broadcasts against `mu`.
+    TG(mu, b) = -logaddexp(-b, -G) with G ~ Gumbel(mu); `bound` broadcasts against `mu`. Computed in
+    place on the draw (these are the same operations, so the same bits, as out of place, at a fraction
+    of the memory traffic: LAI runs this on [B, D, K] at every step of a store="none" edit).
     """
-    g = mu.double() + gumbel(tuple(mu.shape), generator, device=mu.device, dtype=torch.float64)
-    return -torch.logaddexp(-bound.double(), -g)
+    g = gumbel(tuple(mu.shape), generator, device=mu.device, dtype=torch.float64).add_(mu.double())
+    return torch.logaddexp(-bound.double(), g.neg_(), out=g).neg_()

@@ -16,6 +16,7 @@ from ..errors import DiceError, InversionFileError, check_choice
 from .checks import check_number, check_range, check_tensor
 from .guidance import check_guidance
 from .masked import NOISE_KINDS
+from .multinomial import grid_timesteps
 from .pseudo_inverse import PSEUDO_INVERSES, STORES, check_margin
 from .schedules import MASK_SCHEDULES, check_steps, check_tau
 from .transitions import MultinomialSchedule
@@ -32,7 +33,8 @@ class Inversion:
     """An inverted batch. Latents are indexed by step in noising order (step 1 first).
 
     Masked method: `levels` are s_1..s_N, the trajectory is x0, `u` and `noise` (masks m_i = u < s_i).
-    Multinomial method: `levels` are t / T for t = 1..t0 and `trajectory` holds x_1..x_t0 [t0, B, D].
+    Multinomial method: `levels` are t / T on the timestep grid t = s_1 < ... < s_n = t0 (every t in 1..t0
+    when steps = T; fewer steps skip timesteps) and `trajectory` holds x_{s_1}..x_{s_n} [n, B, D].
     `latents` [n, B, D, K'] (K' = K, or K + 1 states for multinomial) is None when store == "none";
     editing then recomputes them from the trajectory, `cond` and `lai_seed`.
     """
@@ -54,7 +56,7 @@ class Inversion:
     noise: torch.Tensor | None = None  # masked: [B, D] noise token map
     mask_schedule: str | None = None  # masked
     noise_kind: str | None = None  # masked: "uniform" | "mask"
-    trajectory: torch.Tensor | None = None  # multinomial: [t0, B, D] independent q-samples
+    trajectory: torch.Tensor | None = None  # multinomial: [n, B, D] independent q-samples on the grid
     alpha_bar: torch.Tensor | None = None  # multinomial schedule [T+1]
     gamma_bar: torch.Tensor | None = None
     lai_seed: int | None = None
@@ -75,7 +77,7 @@ class Inversion:
 
     @property
     def num_edit_steps(self) -> int:
-        """Return n, the number of editing steps (N masked, t0 multinomial)."""
+        """Return n, the number of editing steps (N masked, the timestep grid's size multinomial)."""
         return self.levels.numel()
 
     def nbytes(self) -> int:
@@ -186,6 +188,7 @@ class Inversion:
                 values = check_tensor(name, getattr(self, name), (steps + 1,), f"[T + 1] = [{steps + 1}]", *FLOATS)
                 check_range(name, values, 0, 1, "probabilities in [0, 1]")
             MultinomialSchedule(self.alpha_bar, self.gamma_bar)  # identity at index 0, alpha_bar + gamma_bar <= 1
+            grid_timesteps(self.levels, steps)  # levels on the timestep grid t / T
 
 
 def moved(inv: Inversion, device: torch.device) -> Inversion:

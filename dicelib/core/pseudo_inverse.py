@@ -37,8 +37,7 @@ def lai_latent(mu: torch.Tensor, label: torch.Tensor, margin: float, generator: 
     mu64 = mu.double()
     top = mu64.gather(-1, k_idx) + gumbel(tuple(label.shape) + (1,), generator, device=mu.device, dtype=torch.float64)
     s = truncated_gumbel(mu64, top - margin, generator)
-    s.scatter_(-1, k_idx, top)
-    return (s - mu64).float()
+    return s.scatter_(-1, k_idx, top).sub_(mu64).float()
 
 
 def latent(kind: str, yhat: torch.Tensor, label: torch.Tensor, *, target: torch.Tensor | None = None,

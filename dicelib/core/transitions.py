@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DiceError
+from ..errors import DiceError, is_int
 
 LOG_FLOOR = -70.0  # finite log-probability floor (as diffusers' VQ-Diffusion scheduler) instead of -inf
 
@@ -53,9 +53,20 @@ class MultinomialSchedule:
 
     def step(self, t: int) -> tuple[float, float, float]:
         """Return the one-step (alpha_t, gamma_t, beta_t * K) for t in 1..T."""
+        return self.transition(t - 1, t)
+
+    def transition(self, s: int, t: int) -> tuple[float, float, float]:
+        """Return (keep, mask, replace * K) of q(x_t | x_s) for 0 <= s < t <= T: the steps s+1..t composed.
+
+        Mask-and-replace matrices compose into one: keeping multiplies (abar_t / abar_s), so does
+        escaping the mask ((1 - gbar_t) / (1 - gbar_s)), and the uniform replacement takes the rest.
+        """
+        big_t = self.num_steps
+        if not (is_int(s) and is_int(t) and 0 <= s < t <= big_t):
+            raise DiceError(f"a transition needs integer timesteps 0 <= s < t <= T={big_t}, got s={s!r}, t={t!r}")
         a, g = self.alpha_bar.tolist(), self.gamma_bar.tolist()
-        alpha = a[t] / a[t - 1] if a[t - 1] > 0 else 0.0
-        gamma = 1 - (1 - g[t]) / (1 - g[t - 1]) if g[t - 1] < 1 else 1.0
+        alpha = a[t] / a[s] if a[s] > 0 else 0.0
+        gamma = 1 - (1 - g[t]) / (1 - g[s]) if g[s] < 1 else 1.0
         return alpha, gamma, max(1 - alpha - gamma, 0.0)
 
     def cumulative(self, t: int) -> tuple[float, float, float]:
@@ -94,8 +105,12 @@ def _matrix(keep: float, mask: float, replace_total: float, num_classes: int) ->
 
 def one_step_matrix(t: int, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
     """Return Q_t[i, j] = q(x_t = i | x_{t-1} = j) as a [K+1, K+1] float64 matrix (columns sum to 1)."""
-    alpha, gamma, b_total = schedule.step(t)
-    return _matrix(alpha, gamma, b_total, num_classes)
+    return transition_matrix(t - 1, t, schedule, num_classes)
+
+
+def transition_matrix(s: int, t: int, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
+    """Return Q_{s->t}[i, j] = q(x_t = i | x_s = j) for s < t as a [K+1, K+1] float64 matrix (= Q_t ... Q_{s+1})."""
+    return _matrix(*schedule.transition(s, t), num_classes)
 
 
 def cumulative_matrix(t: int, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
@@ -104,19 +119,22 @@ def cumulative_matrix(t: int, schedule: MultinomialSchedule, num_classes: int) -
     return _matrix(a, g, b_total, num_classes)
 
 
-def log_model_posterior(log_p_x0: torch.Tensor, xt: torch.Tensor, t: int, schedule: MultinomialSchedule) -> torch.Tensor:
-    """Return log p(x_{t-1} | x_t) = log sum_{x0} q(x_{t-1} | x_t, x0) p(x0 | x_t): [B, D, K+1] float32.
+def log_model_posterior(log_p_x0: torch.Tensor, xt: torch.Tensor, t: int, schedule: MultinomialSchedule,
+                        s: int | None = None) -> torch.Tensor:
+    """Return log p(x_s | x_t) = log sum_{x0} q(x_s | x_t, x0) p(x0 | x_t): [B, D, K+1] float32 (s = t-1 by default).
 
-    `log_p_x0` [B, D, K] are normalised log-probs of x0 over the K tokens; `xt` [B, D] in 0..K.
-    Computed in O(K) per position via q(x_{t-1} | x_t, x0) = Q_t(x_t | x_{t-1}) Qbar_{t-1}(x_{t-1} | x0)
-    / Qbar_t(x_t | x0), in float64 with -inf allowed, floored at LOG_FLOOR at the end. x0 values that
-    cannot produce x_t (zero likelihood) drop out, which renormalises p(x0) over the consistent ones.
+    `log_p_x0` [B, D, K] are normalised log-probs of x0 over the K tokens; `xt` [B, D] in 0..K; any
+    0 <= s < t skips the steps between (fewer sampling steps). Computed in O(K) per position via
+    q(x_s | x_t, x0) = Q_{s->t}(x_t | x_s) Qbar_s(x_s | x0) / Qbar_t(x_t | x0), in float64 with -inf
+    allowed, floored at LOG_FLOOR at the end. x0 values that cannot produce x_t (zero likelihood) drop
+    out, which renormalises p(x0) over the consistent ones. A one-hot p(x0) gives q(x_s | x_t, x0).
     """
     k = log_p_x0.shape[-1]
     lp = log_p_x0.double()
-    a_prev, g_prev, b_prev = schedule.cumulative(t - 1)
+    s = t - 1 if s is None else s
+    alpha, gamma, b_step = schedule.transition(s, t)  # checks 0 <= s < t <= T
+    a_prev, g_prev, b_prev = schedule.cumulative(s)
     a_t, g_t, b_t = schedule.cumulative(t)
-    alpha, gamma, b_step = schedule.step(t)
     is_mask = (xt == k).unsqueeze(-1)  # [B, D, 1]
     s = xt.clamp(max=k - 1).unsqueeze(-1)
 
@@ -133,7 +151,7 @@ def log_model_posterior(log_p_x0: torch.Tensor, xt: torch.Tensor, t: int, schedu
     mask = _log(g_prev) + log_sum_w
     inner = torch.cat([tok, mask], dim=-1)  # [B, D, K+1]
 
-    # times Q_t(x_t | x_{t-1} = i)
+    # times Q_{s->t}(x_t | x_s = i)
     step_tok = torch.full((*xt.shape, k + 1), _log(b_step / k), dtype=torch.float64, device=xt.device)
     step_tok[..., k] = float("-inf")  # [MASK] never turns into a token
     step_tok.scatter_(-1, s, _log(alpha + b_step / k))

@@ -2,7 +2,8 @@
 
 `EditRunner` holds a model and a set of edit cases, inverts each source under its source prompt
 (cached per inversion setting, so a lambda or injection sweep inverts once) and edits to the
-target prompt. Scores per case: `edit_accuracy` (inside the edit mask, against the oracle
+target prompt; a sweep's settings that share an inversion run as one edit grid (`dicelib.edit_grid`:
+one model call per step for all of them, each result as its lone edit would be). Scores per case: `edit_accuracy` (inside the edit mask, against the oracle
 target) and `preservation` (outside it, against the source); `edit_score` is their harmonic
 mean, the single number used to pick the best setting. Baselines:
 - `lambda1_zero`: DICE from the same inversion with lambda1 = 0, lambda2 = 1 (noise only, no
@@ -20,10 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import metrics as im
-from ..core.api import edit, invert
+from ..core.api import edit_grid, invert
 from ..core.settings import MASKED_STEPS, EditSettings
 from ..errors import DiceError, Relation, choice, list_of, number
 from ..core.schedules import LAMBDA_SCHEDULES, LambdaSchedule
@@ -33,6 +33,7 @@ from .benchmark_build import PER_TYPE, SPLIT
 from .shapes_model import encode
 
 BASELINES = ("lambda1_zero", "inpainting_oracle_mask", "regeneration")
+DICE_BASELINES = {"lambda1_zero": dict(lambda1=0.0, lambda2=1.0, lambda_schedule="uniform")}  # edits of the inversion
 REGENERATION_ORDER = "confidence"  # the baselines' sampler (MaskGIT order: the stronger generator here)
 
 ABLATION_PARAMS = stage_params(  # notebook 03
@@ -74,27 +75,49 @@ class EditRunner:
 
     def edit(self, s: EditSettings, cond: torch.Tensor | None = None) -> np.ndarray:
         """Return DICE edits [N, D] of every case under the target prompts (or `cond`)."""
-        gen = torch.Generator().manual_seed(self.seed + 1)
-        x = edit(self.model, self.inversion(s), self.target_cond if cond is None else cond, generator=gen,
-                 **s.edit_kwargs())
-        return x.cpu().numpy()
+        return self.edit_many([s], cond)[0]
+
+    def edit_many(self, settings: list[EditSettings], cond: torch.Tensor | None = None) -> list[np.ndarray]:
+        """Return DICE edits [N, D] of every case for each of `settings`, each as `edit` returns it alone.
+
+        The settings that share an inversion run as one edit grid (one model call per step for all of
+        them); each edit draws from its own generator seeded seed + 1, as a lone `edit` does.
+        """
+        by_inversion: dict[Any, list[int]] = {}
+        for j, s in enumerate(settings):
+            by_inversion.setdefault(s.inversion(), []).append(j)
+        out: list[Any] = [None] * len(settings)
+        target = self.target_cond if cond is None else cond
+        for rows in by_inversion.values():
+            edits = edit_grid(self.model, self.inversion(settings[rows[0]]), [settings[j] for j in rows],
+                              conds=[target] * len(rows), progress=self.progress,
+                              generators=[torch.Generator().manual_seed(self.seed + 1) for _ in rows])
+            for j, x in zip(rows, edits):
+                out[j] = x.cpu().numpy()
+        return out
 
     def baseline(self, name: str, s: EditSettings) -> np.ndarray:
         """Return a baseline's outputs [N, D] with the steps, guidance and seed of `s` (cached)."""
-        key = (name, s)
-        if key in self._baselines:
-            return self._baselines[key]
-        if name == "lambda1_zero":
-            out = self.edit(replace(s, lambda1=0.0, lambda2=1.0, lambda_schedule="uniform"))
-        elif name in ("regeneration", "inpainting_oracle_mask"):
-            gen = torch.Generator().manual_seed(self.seed + 2)
-            keep = dict(source=self.source, keep=torch.from_numpy(~self.mask)) if name != "regeneration" else {}
-            out = regenerate(self.model, self.target_cond, s.steps or MASKED_STEPS, s.cfg_scale, generator=gen, noise=s.noise,
-                             order=REGENERATION_ORDER, **keep).cpu().numpy()
-        else:
-            raise DiceError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-        self._baselines[key] = out
-        return out
+        return self.baseline_outputs([name], s)[0]
+
+    def baseline_outputs(self, names: list[str] | tuple[str, ...], s: EditSettings) -> list[np.ndarray]:
+        """Return each baseline's outputs [N, D] with the steps, guidance and seed of `s` (cached); the ones
+        that edit the inversion (DICE_BASELINES) run as one edit grid."""
+        for name in names:
+            if name not in BASELINES:
+                raise DiceError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+        todo = [name for name in dict.fromkeys(names) if (name, s) not in self._baselines]
+        edits = [name for name in todo if name in DICE_BASELINES]
+        for name, out in zip(edits, self.edit_many([replace(s, **DICE_BASELINES[name]) for name in edits])):
+            self._baselines[name, s] = out
+        for name in todo:
+            if name not in DICE_BASELINES:
+                gen = torch.Generator().manual_seed(self.seed + 2)
+                keep = dict(source=self.source, keep=torch.from_numpy(~self.mask)) if name != "regeneration" else {}
+                self._baselines[name, s] = regenerate(self.model, self.target_cond, s.steps or MASKED_STEPS, s.cfg_scale,
+                                                      generator=gen, noise=s.noise, order=REGENERATION_ORDER,
+                                                      **keep).cpu().numpy()
+        return [self._baselines[name, s] for name in names]
 
     def score(self, edited: np.ndarray, **columns: Any) -> pd.DataFrame:
         """Return per-case scores: id, type, edit_accuracy, preservation, edit_score (+ `columns`)."""
@@ -129,10 +152,8 @@ def sweep(runner: EditRunner, base: EditSettings, name: str, values: list[Any], 
     `name` is an EditSettings field; `label` names the column (default: `name`). Sweeping lambda1
     from a base with lambda2=None is the paper's ablation convention lambda2 = 1 - lambda1.
     """
-    rows = []
-    for v in tqdm(values, desc=f"sweep {name}", disable=not runner.progress, leave=False):
-        s = replace(base, **{name: v})
-        rows.append(runner.score(runner.edit(s), **{label or name: v}))
+    edits = runner.edit_many([replace(base, **{name: v}) for v in values])  # one grid per inversion
+    rows = [runner.score(x, **{label or name: v}) for v, x in zip(values, edits)]
     return summarize(pd.concat(rows, ignore_index=True), [label or name])
 
 
@@ -142,17 +163,17 @@ def schedule_sweep(runner: EditRunner, base: EditSettings, schedules: list[str],
 
     Non-uniform schedules move lambda1 from the start value (noisiest step) to `lambda1_end`.
     """
-    rows = []
-    for kind in tqdm(schedules, desc="schedules", disable=not runner.progress, leave=False):
-        for lam in lambdas:
-            s = replace(base, lambda_schedule=kind, lambda1=lam, lambda2=None, lambda1_end=lambda1_end)
-            rows.append(runner.score(runner.edit(s), schedule=kind, lambda1=lam))
+    points = [(kind, lam) for kind in schedules for lam in lambdas]
+    edits = runner.edit_many([replace(base, lambda_schedule=kind, lambda1=lam, lambda2=None, lambda1_end=lambda1_end)
+                              for kind, lam in points])  # one inversion: one grid
+    rows = [runner.score(x, schedule=kind, lambda1=lam) for (kind, lam), x in zip(points, edits)]
     return summarize(pd.concat(rows, ignore_index=True), ["schedule", "lambda1"])
 
 
 def baselines(runner: EditRunner, s: EditSettings, names: tuple[str, ...] = BASELINES) -> pd.DataFrame:
     """Return the summary of each baseline (column `method`) run with the settings of `s`."""
-    per_case = pd.concat([runner.score(runner.baseline(n, s), method=n) for n in names], ignore_index=True)
+    outputs = runner.baseline_outputs(names, s)
+    per_case = pd.concat([runner.score(out, method=n) for n, out in zip(names, outputs)], ignore_index=True)
     return summarize(per_case, ["method"])
 
 
@@ -200,7 +221,7 @@ def example_columns(runner: EditRunner, s: EditSettings, dice_edits: np.ndarray,
     """Return named output grids [len(rows), 16, 16] for an example figure: target, DICE and each baseline."""
     side = int(np.sqrt(runner.target.shape[1]))
     out = {"oracle target": runner.target[rows], "DICE": dice_edits[rows]}
-    out |= {name: runner.baseline(name, s)[rows] for name in BASELINES}
+    out |= {name: x[rows] for name, x in zip(BASELINES, runner.baseline_outputs(BASELINES, s))}
     return {k: v.reshape(-1, side, side) for k, v in out.items()}
 
 

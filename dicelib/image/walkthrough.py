@@ -14,7 +14,7 @@ import torch
 
 from . import metrics as im
 from . import shapesbench as sb
-from ..core.api import edit
+from ..core.api import edit_grid
 from ..core.settings import resolve_lambda2
 from ..errors import DiceError, list_of, string
 from ..io import LAMBDA, stage_params
@@ -81,11 +81,10 @@ def latent_figure(inv: Any, row: int = 0, every: int | None = None) -> plt.Figur
 
 def edits_over_lambda(model: Any, inv: Any, cond: Any, lambdas: list[float], seed: int = 0) -> np.ndarray:
     """Return edits [len(lambdas), B, 16, 16] under `cond` with lambda1 = l (lambda2 = 1 - l)."""
-    out = []
-    for lam in lambdas:
-        gen = torch.Generator().manual_seed(seed)  # same Gumbel draws for every lambda: only the weight changes
-        out.append(edit(model, inv, cond, lambda1=float(lam), lambda2=None, generator=gen).cpu().numpy())
-    return np.stack(out).reshape(len(lambdas), -1, sb.SIZE, sb.SIZE)
+    gens = [torch.Generator().manual_seed(seed) for _ in lambdas]  # same Gumbel draws for every lambda: only the weight changes
+    out = edit_grid(model, inv, [{"lambda1": float(lam), "lambda2": None} for lam in lambdas], conds=[cond] * len(lambdas),
+                    generators=gens)  # one grid: one model call per step for every lambda
+    return torch.stack(out).cpu().numpy().reshape(len(lambdas), -1, sb.SIZE, sb.SIZE)
 
 
 def lambda_table(edits: np.ndarray, lambdas: list[float], source: np.ndarray, target: np.ndarray,

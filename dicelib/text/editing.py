@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..core.api import edit, invert
+from ..core.api import edit_grid, invert
 from ..core.settings import INVERT
 from ..errors import DiceError, Relation, integer, list_of, number, string
 from ..io import LAMBDA, stage_params
@@ -62,8 +62,9 @@ def invert_and_edit(lm: Any, sources: list[str], contents: list[str], targets: l
                     store: str = INVERT.store, progress: bool = True) -> dict[str, list[str]]:
     """Return {run name: edited sentences, "source": the decoded inputs}: invert under sources, edit under targets.
 
-    runs: name -> keyword arguments of dicelib.edit (lambda1, lambda2, injection, ...). A run with
-    targets == sources and RECONSTRUCTION is the reconstruction. "source" is each content as the
+    runs: name -> keyword arguments of dicelib.edit (lambda1, lambda2, injection, ...), all edited from one
+    inversion per length group as one `edit_grid`. A run with targets == sources and RECONSTRUCTION is
+    the reconstruction. "source" is each content as the
     tokenizer reads it back (the reference of "identical sentence").
     """
     if not (len(sources) == len(contents) == len(targets)):
@@ -82,9 +83,9 @@ def invert_and_edit(lm: Any, sources: list[str], contents: list[str], targets: l
         target = [targets[i] for i in rows]
         for i, sentence in zip(rows, lm.decode(x0)):
             out["source"][i] = sentence
-        for name, kwargs in runs.items():
-            text = lm.decode(edit(lm, inv, target, generator=gens[name], **kwargs))
-            for i, sentence in zip(rows, text):
+        edits = edit_grid(lm, inv, list(runs.values()), conds=[target] * len(runs), generators=list(gens.values()))
+        for name, x in zip(runs, edits):  # all runs as one grid: one model call per step
+            for i, sentence in zip(rows, lm.decode(x)):
                 out[name][i] = sentence
     return out
 

@@ -53,7 +53,8 @@ TEMPERATURE = "temperature must be a finite number >= 1.2e-38 (> 0, and 1 / temp
         (dict(temperature=np.float32("nan")), "temperature must be a finite number"),
         (dict(cfg_scale=1e38), "log-probs became non-finite (NaN or inf) with cfg_scale=1e+38, temperature=1.0"),
         (dict(method="multinomial", cfg_scale=-1e38), "with cfg_scale=-1e+38"),
-        (dict(method="multinomial", steps=5, schedule=dicelib.MultinomialSchedule.vq_linear(7)), "does not match"),
+        (dict(method="multinomial", steps=8, schedule=dicelib.MultinomialSchedule.vq_linear(7)),
+         "steps=8 exceeds the transition schedule's T=7; steps must be in 1..7"),
     ],
 )
 def test_invert_rejects_bad_input(kwargs, message):
