@@ -150,13 +150,44 @@ def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
             nb.metadata.papermill["output_path"] = str(output)  # what papermill records when it writes `output` itself
-            return atomic_write(output, lambda f: f.write(nbformat.writes(nb)))
+            return atomic_write(output, lambda f: f.write(nbformat.writes(normalised(nb))))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.parent.rmdir()  # .staging itself, unless another run is using it
+
+
+RUN_DEPENDENT = ("start_time", "end_time", "duration")  # papermill's timing keys, in the notebook's and each cell's metadata
+
+
+def normalised(nb: Any) -> Any:
+    """Return the executed notebook `nb` with what differs between two identical runs taken out, in place.
+
+    Dropped: papermill's timestamps and durations, the kernel's execution timestamps, and stderr
+    streams (progress bars, warnings naming install paths); cell ids become their position; the
+    repository's absolute path in the remaining text outputs becomes ".". A rerun on the same
+    machine then writes the same bytes, so `git status` stays clean.
+    """
+    for key in RUN_DEPENDENT:
+        nb.metadata.get("papermill", {}).pop(key, None)
+    root = str(config.ROOT)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i}"
+        cell.metadata.pop("execution", None)
+        for key in RUN_DEPENDENT:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        for out in cell.outputs:
+            if "text" in out:
+                out["text"] = out["text"].replace(root, ".")
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(value, str):
+                    out["data"][mime] = value.replace(root, ".")
+    return nb
 
 
 def _interrupt(signum: int, frame: Any) -> None:

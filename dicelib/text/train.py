@@ -194,8 +194,9 @@ def train(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, An
         "test": evaluate(model, test, mask_token, seed),
         "train": evaluate(model, data, mask_token, seed),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(vocab), "train_rows": n, "steps": steps, "train_seconds": round(seconds, 1),
+        "vocab_size": len(vocab), "train_rows": n, "steps": steps,
     }
+    print(f"trained {steps} steps in {seconds:.1f} s")  # printed, not recorded: reruns leave the outputs byte-identical
     model.eval()
     return {"model": model, "vocab": vocab, "merges": merges, "metrics": metrics, "curve": curve}
 

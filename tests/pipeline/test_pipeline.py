@@ -71,3 +71,17 @@ def test_a_failed_rerun_leaves_every_previous_output_byte_for_byte(workspace):
         assert not (work / "reports/.staging").exists()
     finally:
         (work / "params.yaml").write_text(good)
+
+
+@pytest.mark.slow
+def test_a_forced_rerun_writes_the_same_bytes(workspace):
+    """No timestamps, random cell ids, progress bars or absolute paths in any output: a rerun is a no-op for git."""
+    work, run, first = workspace
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {path: (work / path).read_bytes() for path in [*outputs(STAGE), "dvc.lock"]}
+    out = run("dvc", "repro", "-f", STAGE)
+    assert out.returncode == 0, out.stderr[-3000:]
+    changed = [path for path, data in before.items() if (work / path).read_bytes() != data]
+    assert changed == []
+    executed = (work / "reports/notebooks/01-mutual-information.ipynb").read_text()
+    assert str(work) not in executed and "start_time" not in executed and '"stderr"' not in executed
