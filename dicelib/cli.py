@@ -130,10 +130,7 @@ def _generator(seed: int, model: Any) -> Any:
 
 def _settings(spec: Any, **given: Any) -> Any:
     """Return the model's settings (registry) with each option the user gave (not None) in its place."""
-    from dataclasses import replace
-
-    s = replace(spec.settings, **{k: v for k, v in given.items() if v is not None})
-    return replace(s, cfg_scale=None) if s.cfg_scale is not None and float(s.cfg_scale) == 1.0 else s  # w = 1: none
+    return spec.settings.with_given(**given)
 
 
 def _invert(model: Any, image: Path, source: str, settings: Any, seed: int) -> Any:

@@ -9,7 +9,7 @@ dataclasses with `dataclasses.replace`, so a default changed here changes everyw
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 MASKED_STEPS = 32  # steps of the masked method when `steps` is None (paper: 32)
@@ -57,6 +57,11 @@ class EditSettings(InvertSettings):
         """Return dicelib.edit's keyword arguments (guidance and temperature: the inversion's)."""
         edit_only = set(asdict(self)) - {f.name for f in fields(InvertSettings)}
         return {name: getattr(self, name) for name in sorted(edit_only)}
+
+    def with_given(self, **values: Any) -> EditSettings:
+        """Return these settings with every value that is not None in its place (cfg_scale 1 = guidance off: None)."""
+        s = replace(self, **{k: v for k, v in values.items() if v is not None})
+        return replace(s, cfg_scale=None) if s.cfg_scale is not None and float(s.cfg_scale) == 1.0 else s
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EditSettings:

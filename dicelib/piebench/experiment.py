@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,8 @@ class Settings:
 
     def resolve(self, model_settings: EditSettings) -> EditSettings:
         """Return the model's settings with every value given here in its place (cfg 1 = no guidance)."""
-        given = {"steps": self.steps, "tau": self.tau, "cfg_scale": self.cfg, "lambda1": self.lambda1,
-                 "lambda2": self.lambda2, "pseudo_inverse": self.pseudo_inverse}
-        s = replace(model_settings, **{k: v for k, v in given.items() if v is not None})
-        return replace(s, cfg_scale=None) if s.cfg_scale is not None and float(s.cfg_scale) == 1.0 else s
+        return model_settings.with_given(steps=self.steps, tau=self.tau, cfg_scale=self.cfg, lambda1=self.lambda1,
+                                         lambda2=self.lambda2, pseudo_inverse=self.pseudo_inverse)
 
 
 def pixel_metrics(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None) -> dict[str, float]:
