@@ -3,6 +3,8 @@
     dicelib edit --model amused/amused-256 --image in.png --source "a cat" --target "a dog" --out out.png
     dicelib invert --model shapes --image in.png --source "..." --save-inversion inv.pt --out recon.png
     dicelib edit --model shapes --inversion inv.pt --target "..." --out out.png
+    dicelib edit-text --model text --context "Negative Sentiment: After the storm." \
+                      --target-context "Positive Sentiment: After the storm." --text "The garden looked ruined."
     dicelib models
 
 Bad input (unknown model, missing weights, unreadable image, bad values, foreign inversion file)
@@ -224,6 +226,57 @@ def edit(
         changed = int((x.cpu() != inv.x0.cpu()).sum())
         typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
         _save_output(model, x, out)
+
+
+@app.command("edit-text")
+def edit_text(
+    text: str = typer.Option(..., "--text", help="the sentence to edit (inverted under --context)"),
+    context: str = typer.Option(..., "--context", "-c", help="first sentence describing TEXT, e.g. 'Negative Sentiment: ...'"),
+    target_context: str = typer.Option(..., "--target-context", "-t", help="first sentence the edit should fit"),
+    model_name: str = typer.Option("text", "--model", "-m",
+                                   help="text (the embedded model), a Hugging Face masked LM id (roberta-base) "
+                                        "in the local cache, or a folder"),
+    lambda1: Optional[float] = typer.Option(None, "--lambda1", help="weight of the latents (default 0.2, paper)"),
+    lambda2: Optional[float] = typer.Option(None, "--lambda2", help="weight of fresh noise (default 0.8, paper)"),
+    tau: Optional[float] = typer.Option(None, "--tau", help="start masking level in (0, 1] (default 0.7, paper)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="masked-method steps (default 32)"),
+    pseudo_inverse: Optional[str] = typer.Option(None, "--pseudo-inverse",
+                                                 help="lai | onehot | model (default lai; onehot, lai: exact)"),
+    seed: int = SEED, device: Optional[str] = DEVICE,
+) -> None:
+    """Edit the sentence TEXT, written under CONTEXT, to fit TARGET_CONTEXT; print the edited sentence alone on stdout."""
+    from dataclasses import replace
+
+    import dicelib
+
+    from .core.settings import resolve_lambda2
+    from .errors import DiceError
+    from .registry import TEXT_SETTINGS
+
+    with _readable_errors():
+        for option, value in (("--text", text), ("--context", context), ("--target-context", target_context)):
+            if not value.strip():
+                raise DiceError(f"{option} is empty; give a sentence")
+        # a lambda1 given alone means lambda2 = 1 - lambda1, as everywhere in dicelib; neither: the paper's pair
+        noise = lambda2 if lambda2 is not None else (None if lambda1 is not None else TEXT_SETTINGS.lambda2)
+        settings = replace(TEXT_SETTINGS.with_given(steps=steps, tau=tau, pseudo_inverse=pseudo_inverse, lambda1=lambda1),
+                           lambda2=noise)
+        _check_inputs(steps, tau, None, pseudo_inverse, None,
+                      (settings.lambda1, resolve_lambda2(settings.lambda1, settings.lambda2)), device=device)
+        from .text.editing import load_masked_lm
+
+        typer.echo(f"loading {model_name} ...", err=True)
+        lm = load_masked_lm(model_name, device or "cpu")
+        # a leading space is how the content sentence follows the context in the pair template
+        x0, cond = lm.encode_pair([context], [text if text.startswith(" ") else " " + text])
+        inv = dicelib.invert(lm, x0, cond, generator=_generator(seed, lm), progress=True, **settings.invert_kwargs())
+        x = dicelib.edit(lm, inv, [target_context], generator=_generator(seed + 1, lm), progress=True,
+                         **settings.edit_kwargs())
+        changed = int((x.cpu() != x0.cpu()).sum())
+        typer.echo(f"edit: {changed} of {x0.numel()} tokens changed (lambda1 {settings.lambda1:g}, lambda2 "
+                   f"{resolve_lambda2(settings.lambda1, settings.lambda2):g}, tau {settings.tau:g}, "
+                   f"{settings.pseudo_inverse})", err=True)
+        typer.echo(text.strip() if changed == 0 else lm.decode(x)[0])
 
 
 @app.command()

@@ -115,6 +115,15 @@ register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, 
 register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))
 
 
+# Masked language models (`dicelib edit-text`): the masked method with [MASK] noise, the paper's RoBERTa row
+# (Table 7: 32 steps, tau 0.7, lambda1 0.2, lambda2 0.8), LAI latents (exact reconstruction, and edits that move;
+# onehot's +-70-logit latents hold the source against any lambda1 above a few hundredths).
+TEXT_SETTINGS = EditSettings(method="masked", noise="mask", steps=32, tau=0.7, pseudo_inverse="lai", lambda1=0.2,
+                             lambda2=0.8)
+TEXT_MODELS = {"text": "the embedded BERT masked LM (models/text_mlm/, `dvc repro train-text`)",
+               "roberta-base": "RoBERTa base, the paper's text model (HF cache)"}
+
+
 def get_spec(name: str) -> ModelSpec:
     """Return the spec for a registry name or "<family>:<path>"; unknown names raise a DiceError listing the choices."""
     if name in REGISTRY:

@@ -21,23 +21,32 @@ from tqdm.auto import tqdm
 
 from ..core.api import edit_grid, invert
 from ..core.settings import INVERT
-from ..errors import DiceError, Relation, integer, list_of, number, string
+from ..errors import DiceError, Relation, choice, integer, list_of, string
 from ..io import LAMBDA, stage_params
 from .sentiment_data import SentimentPair
 
 MASKED_GENERATION = {"lambda1": 0.0, "lambda2": 1.0}
 RECONSTRUCTION = {"lambda1": 1.0, "lambda2": 0.0}
+EDIT_PSEUDO_INVERSES = ("onehot", "lai")  # exact reconstruction; 'model' is not exact where it disagrees with x0
 
 
 def load_masked_lm(name: str = "text", device: str | torch.device = "cpu") -> Any:
-    """Return a MaskedLM: the pipeline's `text` model, or any HF masked LM id / folder (offline)."""
-    if name == "text":
-        from .model import load_text_model
+    """Return a MaskedLM: the pipeline's `text` model, a folder it saved, or any HF masked LM id / folder (offline)."""
+    from .model import FOLDER, is_text_folder, load_text_model
 
-        return load_text_model(device=device)
+    if name == "text":
+        return load_text_model(FOLDER, device=device)
+    if is_text_folder(name):
+        return load_text_model(name, device=device)
     from ..adapters.masked_lm import MaskedLM
 
     return MaskedLM.from_pretrained(name, device=device)
+
+
+def as_model_writes(lm: Any, sentences: list[str]) -> list[str]:
+    """Return each sentence as the model's tokenizer reads it back (uncased models lower-case it): edit references."""
+    return lm.decode_text(sentences) if hasattr(lm, "decode_text") else [
+        lm.tokenizer.decode(lm.tokenizer(s, add_special_tokens=False)["input_ids"]).strip() for s in sentences]
 
 
 def group_by_length(lm: Any, contents: list[str]) -> dict[int, list[int]]:
@@ -59,13 +68,15 @@ def invert_and_edit(lm: Any, sources: list[str], contents: list[str], targets: l
                     pseudo_inverse: str = INVERT.pseudo_inverse, noise: str = "mask",
                     mask_schedule: str = INVERT.mask_schedule, margin: float = INVERT.margin,
                     cfg_scale: float | None = INVERT.cfg_scale, temperature: float = INVERT.temperature, seed: int = 0,
-                    store: str = INVERT.store, progress: bool = True) -> dict[str, list[str]]:
+                    store: str = "none", max_batch: int | None = 256, progress: bool = True) -> dict[str, list[str]]:
     """Return {run name: edited sentences, "source": the decoded inputs}: invert under sources, edit under targets.
 
     runs: name -> keyword arguments of dicelib.edit (lambda1, lambda2, injection, ...), all edited from one
     inversion per length group as one `edit_grid`. A run with targets == sources and RECONSTRUCTION is
     the reconstruction. "source" is each content as the
-    tokenizer reads it back (the reference of "identical sentence").
+    tokenizer reads it back (the reference of "identical sentence"). store "none" (the default here)
+    keeps no [steps, B, D, K] latents (a 30k vocabulary makes them gigabytes); max_batch caps the
+    rows of one model call.
     """
     if not (len(sources) == len(contents) == len(targets)):
         raise DiceError(f"got {len(sources)} source contexts, {len(contents)} contents and {len(targets)} targets")
@@ -83,7 +94,8 @@ def invert_and_edit(lm: Any, sources: list[str], contents: list[str], targets: l
         target = [targets[i] for i in rows]
         for i, sentence in zip(rows, lm.decode(x0)):
             out["source"][i] = sentence
-        edits = edit_grid(lm, inv, list(runs.values()), conds=[target] * len(runs), generators=list(gens.values()))
+        edits = edit_grid(lm, inv, list(runs.values()), conds=[target] * len(runs), generators=list(gens.values()),
+                          max_batch=max_batch)
         for name, x in zip(runs, edits):  # all runs as one grid: one model call per step
             for i, sentence in zip(rows, lm.decode(x)):
                 out[name][i] = sentence
@@ -117,17 +129,43 @@ def sweep_settings(lambda1s: list[float]) -> dict[str, tuple[float, None]]:
     return {f"sweep_{float(l1):g}": (float(l1), None) for l1 in lambda1s}
 
 
-def edit_settings(set1: list[float], set2: list[float], sweep: list[float]) -> dict[str, tuple[float, float | None]]:
-    """Return notebook 05's edit runs: the paper's (lambda1, lambda2) sets, masked generation and the lambda1 sweep."""
-    return {"set1": tuple(set1), "set2": tuple(set2),
-            "masked_generation": (MASKED_GENERATION["lambda1"], MASKED_GENERATION["lambda2"]), **sweep_settings(sweep)}
+def sweep_pairs(lm: Any, pairs: list[SentimentPair], pseudo_inverses: list[str], sweep: list[float], *,
+                tau: float, **kwargs: Any) -> dict[str, dict[str, list[str]]]:
+    """Return {pseudo-inverse: {"source", "sweep_<l1>": edits}}: one inversion per pseudo-inverse, the sweep as one grid."""
+    return {pi: edit_pairs(lm, pairs, sweep_settings(sweep), tau=tau, pseudo_inverse=pi, **kwargs)
+            for pi in pseudo_inverses}
+
+
+def test_settings(set1: list[float], set2: list[float], chosen: dict[str, float],
+                  pseudo_inverses: list[str]) -> dict[str, tuple[str, float, float | None]]:
+    """Return the test runs {name: (pseudo-inverse, lambda1, lambda2)}: the paper's two sets and the val choice per
+    pseudo-inverse, and masked generation (lambda1 = 0: no latents, so one run serves both)."""
+    out: dict[str, tuple[str, float, float | None]] = {}
+    for pi in pseudo_inverses:
+        out[f"dice_{pi}_set1"] = (pi, float(set1[0]), float(set1[1]))
+        out[f"dice_{pi}_set2"] = (pi, float(set2[0]), float(set2[1]))
+        out[f"dice_{pi}_val"] = (pi, float(chosen[pi]), None)
+    out["masked_generation"] = (pseudo_inverses[0], MASKED_GENERATION["lambda1"], MASKED_GENERATION["lambda2"])
+    return out
+
+
+def edit_test_pairs(lm: Any, pairs: list[SentimentPair], runs: dict[str, tuple[str, float, float | None]], *,
+                    tau: float, **kwargs: Any) -> dict[str, list[str]]:
+    """Return {"source", run name: edits} for `test_settings` runs: one inversion and one grid per pseudo-inverse."""
+    out: dict[str, list[str]] = {}
+    for pi in dict.fromkeys(v[0] for v in runs.values()):
+        settings = {name: (l1, l2) for name, (p, l1, l2) in runs.items() if p == pi}
+        out.update(edit_pairs(lm, pairs, settings, tau=tau, pseudo_inverse=pi, **kwargs))
+    return out
 
 
 PARAMS = stage_params(  # notebook 05
-    "text_editing", "seed steps tau pseudo_inverse margin temperature",
-    Relation(("examples", "set1", "set2", "sweep"),
-             "examples among set1, set2, masked_generation and sweep_<v> for each v in sweep",
-             lambda examples, set1, set2, sweep: set(examples) <= set(edit_settings(set1, set2, sweep))),
-    model=string(), n_pairs=integer(0), judge_pairs=integer(0), set1=list_of(LAMBDA, 2), set2=list_of(LAMBDA, 2),
-    sweep=list_of(LAMBDA), examples=list_of(string()), structure_threshold=number(0, 1), n_examples=integer(1),
+    "text_editing", "seed steps tau margin temperature",
+    Relation(("examples", "pseudo_inverses"),
+             "examples among dice_<pi>_set1 / _set2 / _val for each pi in pseudo_inverses, and masked_generation",
+             lambda examples, pseudo_inverses: set(examples) <= set(test_settings(
+                 [0, 1], [0, 1], {pi: 0.5 for pi in pseudo_inverses}, pseudo_inverses or ["lai"]))),
+    model=string(), n_pairs=integer(0), val_pairs=integer(0), judge_pairs=integer(0),
+    pseudo_inverses=list_of(choice(EDIT_PSEUDO_INVERSES)), set1=list_of(LAMBDA, 2), set2=list_of(LAMBDA, 2),
+    sweep=list_of(LAMBDA), examples=list_of(string()), n_examples=integer(1),
     threads=integer(1))

@@ -1,11 +1,13 @@
-"""Return the tables, metrics dict and figure of notebook 05 (paper Tables 4, 5, 6 for text).
+"""Return the tables, headline metrics and figure of notebook 05 (paper Tables 4, 5, 6 for text).
 
-Tables print fractions ×10², as the paper does; `summary` keeps fractions in [0, 1] for
+Tables print fractions ×10², as the paper does, each metric with its 95 % bootstrap interval over
+pairs (`_lo`, `_hi`); `headline` keeps a few dozen flat fractions for
 `reports/metrics/text_editing.json`. Editing rows are scored against the negative source
-(structure preservation), the judges (sentiment correctness: the share read as positive), both at
-once (success: structure kept and read positive, as the paper's judge was asked of one sentence)
-and the gold positive sentence (BLEU, STS). A `gold_positive` row scores the gold sentences
-themselves the same way, so every editing number has its reference beside it.
+(structure preservation: `metrics.structure_kept` at the threshold calibrated on the train split),
+by both judges (sentiment correctness: the share read as positive), both at once (success:
+structure kept and read positive, as the paper's judge was asked of one sentence) and against the
+gold positive sentence as the model writes it (BLEU, STS). A `gold_positive` row scores the gold
+sentences themselves the same way, so every editing number has its reference beside it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.settings import resolve_lambda2
+from .metrics import (Embedder, MiniLMLogRegJudge, VaderJudge, bleu, bootstrap_ci, calibrate_structure, gold_accuracy,
+                      structure_kept, structure_rates)
 from .sentiment_data import SentimentPair
-from .metrics import (Embedder, MiniLMLogRegJudge, VaderJudge, bleu, gold_accuracy, hit_rate,
-                      sentiment_correctness, sts, structure_preservation, word_similarity)
 
 SCALE = 100.0  # the paper prints text metrics ×10²
+BLEU_RESAMPLES = 200  # corpus BLEU is recomputed per resample: fewer than the per-sentence metrics' 1000
 
 
 def fit_judges(embed: Embedder, train_pairs: list[SentimentPair]) -> dict[str, Any]:
@@ -43,42 +46,120 @@ def judge_table(judges: dict[str, Any], pairs: list[SentimentPair]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def reconstruction_table(outputs: dict[str, list[str]], embed: Embedder) -> pd.DataFrame:
-    """Return hit rate and STS of every reconstruction run against `outputs["source"]` (Table 4)."""
+def structure_table(splits: dict[str, list[SentimentPair]], embed: Embedder, seed: int) -> tuple[float, pd.DataFrame]:
+    """Return (threshold calibrated on splits["train"], its gold and other-pair pass rates on every split)."""
+    def sg(pairs: list[SentimentPair]) -> tuple[list[str], list[str]]:
+        return [p.neg_content for p in pairs], [p.pos_content for p in pairs]
+
+    calib = calibrate_structure(*sg(splits["train"]), embed, seed)
+    rows = [{"split": name, "threshold": calib["threshold"], **structure_rates(*sg(pairs), embed, calib["threshold"], seed)}
+            for name, pairs in splits.items()]
+    return calib["threshold"], pd.DataFrame(rows)
+
+
+def _with_ci(row: dict[str, Any], name: str, values: np.ndarray, seed: int) -> None:
+    row[name] = float(np.mean(values))
+    row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(values, seed)
+
+
+def reconstruction_table(outputs: dict[str, list[str]], embed: Embedder, seed: int) -> pd.DataFrame:
+    """Return hit rate and STS (with intervals) of every reconstruction run against `outputs["source"]` (Table 4)."""
     source = outputs["source"]
-    rows = [{"method": name, "hit_rate": hit_rate(text, source), "sts": sts(text, source, embed)}
-            for name, text in outputs.items() if name != "source"]
-    return pd.DataFrame(rows)
-
-
-def editing_table(edits: dict[str, list[str]], pairs: list[SentimentPair], settings: dict[str, tuple[float, float | None]],
-                  judges: dict[str, Any], embed: Embedder, threshold: float) -> pd.DataFrame:
-    """Return structure preservation, per-judge sentiment correctness, BLEU and STS of every edit run (Table 5)."""
-    source = [p.neg_content for p in pairs]
-    gold = [p.pos_content for p in pairs]
-    runs = {name: text for name, text in edits.items() if name != "source"}
-    runs["gold_positive"] = gold
     rows = []
-    for name, text in runs.items():
-        l1, l2 = settings.get(name, (float("nan"), float("nan")))
-        row = {"setting": name, "lambda1": l1, "lambda2": resolve_lambda2(l1, l2),
-               "structure_preservation": structure_preservation(text, source, threshold),
-               "word_similarity": float(sum(word_similarity(t, s) for t, s in zip(text, source)) / len(text))}
-        row.update({f"sentiment_{j}": sentiment_correctness(judge, text) for j, judge in judges.items()})
-        # the paper's judge asked both questions of the same sentence: a salad of positive words is no edit
-        kept = np.array([word_similarity(t, s) >= threshold for t, s in zip(text, source)])
-        row.update({f"success_{j}": float((kept & judge.positive(text)).mean()) for j, judge in judges.items()})
-        row.update({"bleu": bleu(text, gold), "sts": sts(text, gold, embed), "sts_source": sts(text, source, embed),
-                    "unchanged": hit_rate(text, source)})
+    for name, text in outputs.items():
+        if name == "source":
+            continue
+        row: dict[str, Any] = {"method": name}
+        _with_ci(row, "hit_rate", np.array([a.strip() == b.strip() for a, b in zip(text, source)], dtype=float), seed)
+        _with_ci(row, "sts", np.sum(embed(text) * embed(source), axis=1), seed)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _bleu_ci(text: list[str], gold: list[str], seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(BLEU_RESAMPLES):
+        idx = rng.integers(0, len(text), size=len(text))
+        scores.append(bleu([text[i] for i in idx], [gold[i] for i in idx]))
+    lo, hi = np.quantile(scores, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def score_edits(text: list[str], source: list[str], gold: list[str], judges: dict[str, Any], embed: Embedder,
+                threshold: float, seed: int, intervals: bool = True) -> dict[str, Any]:
+    """Return one editing row: structure, per-judge sentiment and success, BLEU and STS vs gold (with intervals)."""
+    row: dict[str, Any] = {}
+    kept = structure_kept(text, source, embed, threshold).astype(float)
+    metric = (lambda name, v: _with_ci(row, name, v, seed)) if intervals else (
+        lambda name, v: row.__setitem__(name, float(np.mean(v))))
+    metric("structure", kept)
+    for j, judge in judges.items():
+        metric(f"sentiment_{j}", judge.positive(text).astype(float))
+    for j, judge in judges.items():  # the paper's judge asked both questions of one sentence: salad is no edit
+        metric(f"success_{j}", kept * judge.positive(text))
+    row["bleu"] = bleu(text, gold)
+    if intervals:
+        row["bleu_lo"], row["bleu_hi"] = _bleu_ci(text, gold, seed)
+    metric("sts", np.sum(embed(text) * embed(gold), axis=1))
+    row["unchanged"] = float(np.mean([a.strip() == b.strip() for a, b in zip(text, source)]))
+    return row
+
+
+def editing_table(edits: dict[str, list[str]], gold: list[str], runs: dict[str, tuple[str, float, float | None]],
+                  judges: dict[str, Any], embed: Embedder, threshold: float, seed: int) -> pd.DataFrame:
+    """Return the Table 5 analog: every run of `edits` (and the gold positive sentences) scored by `score_edits`.
+
+    edits: {"source": the negative sentences as the model reads them, run name: edits}; gold: the
+    gold positive sentences as the model writes them; runs: name -> (pseudo-inverse, lambda1, lambda2).
+    """
+    source = edits["source"]
+    rows = []
+    for name, text in [*((n, t) for n, t in edits.items() if n != "source"), ("gold_positive", gold)]:
+        pi, l1, l2 = runs.get(name, ("", float("nan"), float("nan")))
+        rows.append({"setting": name, "pseudo_inverse": pi, "lambda1": l1, "lambda2": resolve_lambda2(l1, l2),
+                     **score_edits(text, source, gold, judges, embed, threshold, seed)})
+    return pd.DataFrame(rows)
+
+
+def sweep_table(sweeps: dict[str, dict[str, list[str]]], gold: list[str], judges: dict[str, Any], embed: Embedder,
+                threshold: float, seed: int) -> pd.DataFrame:
+    """Return the val sweep: one row per (pseudo-inverse, lambda1) with structure, sentiment and success (no intervals)."""
+    rows = []
+    for pi, out in sweeps.items():
+        for name, text in out.items():
+            if name == "source":
+                continue
+            l1 = float(name.removeprefix("sweep_"))
+            rows.append({"pseudo_inverse": pi, "lambda1": l1, "lambda2": resolve_lambda2(l1, None),
+                         **score_edits(text, out["source"], gold, judges, embed, threshold, seed, intervals=False)})
+    return pd.DataFrame(rows)
+
+
+def choose_lambda(sweep: pd.DataFrame, judge: str = "minilm_logreg") -> dict[str, float]:
+    """Return {pseudo-inverse: the lambda1 with the highest success on val} (ties: higher structure, then larger lambda1)."""
+    out = {}
+    for pi, rows in sweep.groupby("pseudo_inverse", sort=False):
+        best = rows.sort_values([f"success_{judge}", "structure", "lambda1"], ascending=False).iloc[0]
+        out[str(pi)] = float(best.lambda1)
+    return out
+
+
+def sweep_plot_data(sweep: pd.DataFrame, judge: str = "minilm_logreg") -> pd.DataFrame:
+    """Return the val sweep wide by pseudo-inverse: lambda1, then structure / sentiment / success per pseudo-inverse."""
+    cols = {"structure": "structure", f"sentiment_{judge}": "sentiment", f"success_{judge}": "success"}
+    wide = None
+    for pi, rows in sweep.groupby("pseudo_inverse", sort=False):
+        part = rows.set_index("lambda1")[list(cols)].rename(columns={c: f"{v}_{pi}" for c, v in cols.items()})
+        wide = part if wide is None else wide.join(part, how="outer")
+    return wide.reset_index().sort_values("lambda1") if wide is not None else pd.DataFrame()
+
+
 def scaled(df: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy with the metric columns ×10² (as the paper prints them), lambdas untouched."""
+    """Return a copy with the metric columns ×10² (as the paper prints them), lambdas and thresholds untouched."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype.kind == "f" and not col.startswith("lambda"):
+        if out[col].dtype.kind == "f" and not col.startswith("lambda") and col != "threshold":
             out[col] = (out[col] * SCALE).round(2)
     return out
 
@@ -89,52 +170,66 @@ def examples_table(pairs: list[SentimentPair], edits: dict[str, list[str]], colu
     rows = []
     for i in list(range(0, len(pairs), step))[:n]:
         p = pairs[i]
-        row = {"negative_context": p.neg_context, "negative": p.neg_content.strip(),
-               "positive_context": p.pos_context}
-        row.update({f"edit_{c}": edits[c][i] for c in columns})
+        row = {"positive_context": p.pos_context, "negative": p.neg_content.strip()}
+        row.update({c: edits[c][i] for c in columns})
         row["gold_positive"] = p.pos_content.strip()
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def summary(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
-    """Return the `text_editing.json` metrics (fractions): reconstruction, editing per judge, judges' gold accuracy."""
-    rec = {r.method: {"hit_rate": float(r.hit_rate), "sts": float(r.sts)} for r in recon.itertuples()}
-    judge_names = list(judges.judge)
-    edit = {}
-    for r in editing.to_dict("records"):
-        edit[r["setting"]] = {
-            "lambda1": r["lambda1"], "lambda2": r["lambda2"],
-            "structure_preservation": float(r["structure_preservation"]),
-            "sentiment_correctness": {j: float(r[f"sentiment_{j}"]) for j in judge_names},
-            "success": {j: float(r[f"success_{j}"]) for j in judge_names},  # structure kept and read positive
-            "bleu": float(r["bleu"]), "sts": float(r["sts"]),
-        }
-    return {
-        "reconstruction": rec,
-        "editing": edit,
-        "judges": {r.judge: {"gold_accuracy": float(r.gold_accuracy)} for r in judges.itertuples()},
-        "settings": meta,
-    }
+HEADLINE_RUNS = ("dice_lai_val", "dice_onehot_val", "dice_lai_set1", "masked_generation")
+HEADLINE_COLUMNS = {"structure": "structure", "sentiment_minilm_logreg": "sentiment_minilm",
+                    "sentiment_vader": "sentiment_vader", "success_minilm_logreg": "success_minilm",
+                    "bleu": "bleu", "sts": "sts"}
 
 
-def sweep_figure(editing: pd.DataFrame, judge: str = "minilm_logreg") -> Any:
-    """Return a figure of structure preservation vs sentiment correctness over the lambda sweep."""
+def headline(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, structure: pd.DataFrame,
+             chosen: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
+    """Return the flat `text_editing.json`: a few dozen fractions a reader compares across experiments."""
+    out: dict[str, Any] = dict(meta)
+    for r in recon.itertuples():
+        out[f"recon_{r.method}_hit_rate"] = round(float(r.hit_rate), 6)
+        out[f"recon_{r.method}_sts"] = round(float(r.sts), 6)
+    for r in judges.itertuples():
+        out[f"judge_{r.judge}_gold_accuracy"] = round(float(r.gold_accuracy), 6)
+    out["structure_threshold"] = round(float(structure.threshold.iloc[0]), 6)
+    for r in structure.itertuples():
+        if r.split in ("train", "test"):
+            out[f"structure_{r.split}_gold_rate"] = round(float(r.gold_rate), 6)
+            out[f"structure_{r.split}_other_rate"] = round(float(r.other_rate), 6)
+    for pi, l1 in chosen.items():
+        out[f"val_lambda1_{pi}"] = l1
+    rows = editing.set_index("setting")
+    for run in HEADLINE_RUNS:
+        if run in rows.index:
+            for col, short in HEADLINE_COLUMNS.items():
+                out[f"{run}_{short}"] = round(float(rows.loc[run, col]), 6)
+    return out
+
+
+def sweep_figure(sweep: pd.DataFrame, editing: pd.DataFrame, judge: str = "minilm_logreg") -> Any:
+    """Return a figure: structure vs sentiment (judge) over the val lambda sweep per pseudo-inverse, test runs marked."""
     import matplotlib.pyplot as plt
 
-    sweep = editing[editing.setting.str.startswith("sweep_")].sort_values("lambda1")
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(sweep[f"sentiment_{judge}"] * SCALE, sweep.structure_preservation * SCALE, "o-", label="DICE, λ2 = 1 - λ1")
-    for r in sweep.itertuples():
-        ax.annotate(f"λ1={r.lambda1:g}", (getattr(r, f"sentiment_{judge}") * SCALE, r.structure_preservation * SCALE),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
-    for name, marker in (("set1", "s"), ("set2", "D"), ("masked_generation", "x"), ("gold_positive", "*")):
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for pi, rows in sweep.groupby("pseudo_inverse", sort=False):
+        rows = rows.sort_values("lambda1")
+        ax.plot(rows[f"sentiment_{judge}"] * SCALE, rows.structure * SCALE, "o-", label=f"DICE {pi}, val sweep")
+        for r in rows.itertuples():
+            ax.annotate(f"{r.lambda1:g}", (getattr(r, f"sentiment_{judge}") * SCALE, r.structure * SCALE),
+                        textcoords="offset points", xytext=(3, 3), fontsize=7)
+    for name, marker in (("dice_lai_val", "s"), ("dice_onehot_val", "D"), ("masked_generation", "x"),
+                         ("gold_positive", "*")):
         row = editing[editing.setting == name]
         if len(row):
-            ax.plot(row[f"sentiment_{judge}"] * SCALE, row.structure_preservation * SCALE, marker, ms=9, label=name)
+            x, y = float(row[f"sentiment_{judge}"].iloc[0]) * SCALE, float(row.structure.iloc[0]) * SCALE
+            xerr = [[x - float(row[f"sentiment_{judge}_lo"].iloc[0]) * SCALE],
+                    [float(row[f"sentiment_{judge}_hi"].iloc[0]) * SCALE - x]]
+            yerr = [[y - float(row.structure_lo.iloc[0]) * SCALE], [float(row.structure_hi.iloc[0]) * SCALE - y]]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=8, capsize=3, label=f"{name} (test, 95 % CI)")
     ax.set_xlabel(f"sentiment correctness ×10² ({judge})")
     ax.set_ylabel("structure preservation ×10²")
-    ax.set_title("Sentiment editing: lambda sweep (tau fixed)")
+    ax.set_title("Sentiment editing: lambda1 sweep on val (labels), test runs")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

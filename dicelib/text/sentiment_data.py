@@ -1,9 +1,12 @@
-"""Return the Sentiment Editing pairs (DICE authors, MIT) and their fixed train / test split.
+"""Return the Sentiment Editing pairs (DICE authors, MIT) and their fixed train / val / test split.
 
 The raw file `data/sentiment_editing/text_editing_dataset.json` is vendored verbatim and never
 edited. Each pair holds [context, content] for the negative and the positive sentiment; the task
 (paper §4.2) inverts the negative content under the negative context and edits it under the
-positive context. `python -m dicelib.sentiment_data` (DVC stage `text-data`) writes the split.
+positive context. `python -m dicelib.text.sentiment_data` (DVC stage `text-data`) writes the split: test
+(reported numbers only), val (chooses settings: lambda, the structure threshold's check) and
+train (the `text` model, the MiniLM judge, the structure threshold), disjoint by pair and by
+sentence.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..io import atomic_write
 DATASET_DIR = DATA / "sentiment_editing"
 RAW = DATASET_DIR / "text_editing_dataset.json"
 SPLIT = DATASET_DIR / "split.json"
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,19 @@ def load_raw(path: Path = RAW) -> list[SentimentPair]:
     return pairs
 
 
-def make_split(pairs: list[SentimentPair], test_fraction: float, seed: int) -> dict[str, list[int]]:
-    """Return {"train": ids, "test": ids}: a seeded split by pair, duplicates kept on one side.
+def make_split(pairs: list[SentimentPair], test_fraction: float, seed: int,
+               val_fraction: float = 0.0) -> dict[str, list[int]]:
+    """Return {"train": ids, "val": ids, "test": ids}: a seeded split by pair, duplicates kept on one side.
 
     A few sentences occur in several pairs; pairs sharing a content sentence form one group, so no
-    test sentence was seen in training.
+    test (or val) sentence occurs in another split. Test takes the first groups of one seeded
+    shuffle, val the next ones, so adding val leaves test as it was.
     """
     if not 0.0 < test_fraction < 1.0:
         raise DiceError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    if not 0.0 <= val_fraction < 1.0 - test_fraction:
+        raise DiceError(f"val_fraction must be in [0, 1 - test_fraction) = [0, {1 - test_fraction:g}), "
+                        f"got {val_fraction!r}")
     parent = {p.id: p.id for p in pairs}
 
     def find(i: int) -> int:
@@ -77,23 +85,31 @@ def make_split(pairs: list[SentimentPair], test_fraction: float, seed: int) -> d
     random.Random(seed).shuffle(order)
     target = round(test_fraction * len(pairs))
     test: list[int] = []
+    val: list[int] = []
+    val_target = round(val_fraction * len(pairs))
     for group in order:
-        if len(test) >= target:
+        if len(test) < target:
+            test.extend(group)
+        elif len(val) < val_target:
+            val.extend(group)
+        else:
             break
-        test.extend(group)
-    train = sorted(set(parent) - set(test))
-    return {"train": train, "test": sorted(test)}
+    train = sorted(set(parent) - set(test) - set(val))
+    return {"train": train, "val": sorted(val), "test": sorted(test)}
 
 
 def load_pairs(split: str = "test", path: Path = RAW, split_path: Path = SPLIT) -> list[SentimentPair]:
-    """Return the pairs of one split ("train", "test" or "all"), in id order."""
+    """Return the pairs of one split ("train", "val", "test" or "all"), in id order."""
     check_choice("split", split, SPLITS)
     pairs = load_raw(path)
     if split == "all":
         return pairs
     if not Path(split_path).is_file():
         raise DiceError(f"no split file at {split_path}; run `dvc repro text-data` (or python -m dicelib.sentiment_data)")
-    ids = set(json.loads(Path(split_path).read_text(encoding="utf-8"))[split])
+    record = json.loads(Path(split_path).read_text(encoding="utf-8"))
+    if split not in record:
+        raise DiceError(f"{split_path} has no {split!r} split; rerun `dvc repro text-data`")
+    ids = set(record[split])
     return [p for p in pairs if p.id in ids]
 
 
@@ -103,10 +119,13 @@ def main() -> None:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = params["text_data"]
-    split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]))
-    record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]), **split}
+    split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]),
+                       float(cfg["val_fraction"]))
+    record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]),
+              "val_fraction": float(cfg["val_fraction"]), **split}
     atomic_write(SPLIT, lambda f: f.write(json.dumps(record) + "\n"))
-    print(f"wrote {SPLIT.relative_to(ROOT)}: {len(split['train'])} train / {len(split['test'])} test pairs")
+    print(f"wrote {SPLIT.relative_to(ROOT)}: {len(split['train'])} train / {len(split['val'])} val / "
+          f"{len(split['test'])} test pairs")
 
 
 if __name__ == "__main__":

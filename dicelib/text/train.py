@@ -1,18 +1,23 @@
-"""Return the trained `text` model (DVC stage `train-text`: python -m dicelib.train_text).
+"""Return the trained `text` model (stage `train-text`) and the from-scratch baseline's scores (`train-text-baseline`).
 
-Trains the small RoBERTa of `dicelib.text_model` on the Sentiment Editing train split: each
-pair gives two rows, (negative context, negative content) and (positive context, positive
-content). Three corruptions, all of the content sentence only:
-- a masking level r ~ U(0, 1), as the masked method's schedule does at inference (not BERT's
-  fixed 15%), so the model can denoise from any level;
-- the sentiment words (the tokens that differ from the pair's other sentence) hidden, so the
-  first sentence has to decide them;
-- replacement noise: the other sentiment's words put in place (where the two sentences differ by
-  spans of equal length), so the model repairs visible words that contradict the context — the
-  job BERT's random replacement gives RoBERTa, made informative.
-The loss covers corrupted tokens and, down-weighted, the visible ones: DICE re-predicts every
-position at every step, so visible tokens must come back as themselves. Context dropout trains
-the empty context used for classifier-free guidance. Held-out metrics are for reporting only.
+    python -m dicelib.text.train             # the MiniLM-initialised BertForMaskedLM -> models/text_mlm/
+    python -m dicelib.text.train --baseline  # the 0.9 M-parameter RoBERTa trained from scratch (scores only)
+
+Both train the same way on the train split (val and test held out): each pair gives two rows,
+(negative context, negative content) and (positive context, positive content), and every step
+corrupts content tokens only, in three kinds of rows:
+- a masking level r ~ U(0, 1), as the masked method's schedule does at inference, so the model
+  can denoise from any level;
+- exactly the words that differ from the pair's other version masked, with the matching context:
+  what an edit has to regenerate, decided by the first sentence;
+- replacement noise: the other sentiment's words put in place (where the two versions differ by
+  spans of equal length), so the model repairs visible words that contradict the context.
+The loss covers corrupted tokens and, down-weighted, the visible ones (DICE re-predicts every
+position at every step). The vocabulary projection (30,522 wide for BERT) runs only on content
+positions: hidden states are gathered first. Context dropout trains the empty context used for
+classifier-free guidance. Held-out scores (val for the curve, test for the report) never steer
+training. Both models go through `adapters.MaskedLM`'s template, so training sees exactly the
+inputs inference builds.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ROOT
-from .sentiment_data import load_pairs
-from .model import CHECKPOINT, SPECIAL_TOKENS, build_model, build_tokenizer, save_checkpoint, train_tokenizer
+from ..errors import DiceError
 from ..io import save_metrics, save_plot_data
+from .sentiment_data import SentimentPair, load_pairs
 
-PAD = SPECIAL_TOKENS.index("<pad>")  # id 1, RoBERTa order
+EVALS = ("masked", "pair_words", "pair_word_alone", "swap")  # held-out accuracies (see evaluate)
 
 
 def differing(a: list[int], b: list[int]) -> tuple[list[bool], list[int]]:
@@ -48,44 +53,69 @@ def differing(a: list[int], b: list[int]) -> tuple[list[bool], list[int]]:
     return differs, swap
 
 
-def encode_rows(lm: Any, rows: list[tuple[str, str, str]]) -> dict[str, torch.Tensor]:
-    """Return padded inputs [N, L] of (context, content, partner) rows: ids, content and sentiment masks.
+def pair_rows(pairs: list[SentimentPair]) -> list[tuple[str, str, str]]:
+    """Return (context, content, the pair's other content) rows: each pair's negative and positive version."""
+    return [(p.neg_context, p.neg_content, p.pos_content) for p in pairs] + \
+        [(p.pos_context, p.pos_content, p.neg_content) for p in pairs]
 
-    `sentiment` marks the content tokens that differ from the partner sentence (the other sentiment
-    of the pair): the words an edit has to change. `null_*` are the same rows with empty contexts.
+
+def _pad_id(lm: Any) -> int:
+    pad = lm.tokenizer.pad_token_id
+    return 0 if pad is None else int(pad)
+
+
+def encode_rows(lm: Any, rows: list[tuple[str, str, str]]) -> dict[str, torch.Tensor]:
+    """Return padded inputs [N, L] of (context, content, partner) rows as `lm`'s template builds them.
+
+    ids, types (token type ids), content (the content positions), sentiment (content tokens that
+    differ from the partner: the words an edit has to change), swap (the partner's token in place,
+    or -1). `null_*`: the same rows with an empty context (guidance's null condition).
     """
+    pad = _pad_id(lm)
     out = {}
     for key, ctx_of in (("", lambda c: c), ("null_", lambda c: "")):
-        ids, content, sentiment, swap = [], [], [], []
+        ids, types, content, sentiment, swap = [], [], [], [], []
         for ctx, sentence, partner in rows:
-            pre, suf, *_ = lm._template(ctx_of(ctx))
+            pre, suf, tpre, tsuf, tcontent = lm._template(ctx_of(ctx))
             body = list(lm.tokenizer(sentence, add_special_tokens=False)["input_ids"])
             differs, swapped = differing(body, list(lm.tokenizer(partner, add_special_tokens=False)["input_ids"]))
             ids.append(pre + body + suf)
+            types.append(tpre + [tcontent] * len(body) + tsuf)
             content.append([0] * len(pre) + [1] * len(body) + [0] * len(suf))
             sentiment.append([0] * len(pre) + differs + [0] * len(suf))
             swap.append([-1] * len(pre) + swapped + [-1] * len(suf))
         width = max(len(r) for r in ids)
-        out[key + "ids"] = torch.tensor([r + [PAD] * (width - len(r)) for r in ids])
-        out[key + "content"] = torch.tensor([c + [0] * (width - len(c)) for c in content], dtype=torch.bool)
-        out[key + "sentiment"] = torch.tensor([c + [0] * (width - len(c)) for c in sentiment], dtype=torch.bool)
-        out[key + "swap"] = torch.tensor([c + [-1] * (width - len(c)) for c in swap])
+        fill = lambda rs, v: [r + [v] * (width - len(r)) for r in rs]  # noqa: E731
+        out[key + "ids"] = torch.tensor(fill(ids, pad))
+        out[key + "types"] = torch.tensor(fill(types, 0))
+        out[key + "content"] = torch.tensor(fill(content, 0), dtype=torch.bool)
+        out[key + "sentiment"] = torch.tensor(fill(sentiment, 0), dtype=torch.bool)
+        out[key + "swap"] = torch.tensor(fill(swap, -1))
     width = max(out["ids"].shape[1], out["null_ids"].shape[1])
-    fills = {"ids": PAD, "content": 0, "sentiment": 0, "swap": -1}
+    fills = {"ids": pad, "types": 0, "content": 0, "sentiment": 0, "swap": -1}
     for key, value in out.items():
         out[key] = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fills[key.removeprefix("null_")])
+    out["attention"] = out["ids"].ne(pad).long()  # content and template tokens are never padding
+    out["null_attention"] = out["null_ids"].ne(pad).long()
     return out
+
+
+KEYS = ("ids", "types", "content", "sentiment", "swap", "attention")
+
+
+def pick(data: dict[str, torch.Tensor], idx: torch.Tensor, drop: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Return the rows `idx`, with the empty-context variant where `drop` [n] is True."""
+    d = drop[:, None]
+    return {k: torch.where(d, data[f"null_{k}"][idx], data[k][idx]) for k in KEYS}
 
 
 def corrupt(batch: dict[str, torch.Tensor], span_share: float, swap_share: float, mask_token: int,
             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (corrupted inputs [N, L], bool [N, L] of the corrupted tokens), at least one per row.
 
-    Three kinds of rows: `swap_share` of them carry the other sentiment's words in place (where the
-    pair differs by spans of equal length) and a few masks, so the model learns to repair words
-    that contradict the context, as BERT-style replacement noise does; `span_share` hide their
-    sentiment words plus a few others (what an edit regenerates); the rest hide a level
-    r ~ U(0, 1) of their tokens (what the masked sampler sees).
+    `swap_share` of the rows carry the other sentiment's words in place (where the pair differs by
+    spans of equal length) and a few masks; `span_share` hide exactly their pair words (the tokens
+    that differ from the other version); the rest hide a level r ~ U(0, 1) of their tokens.
     """
     content, ids = batch["content"], batch["ids"]
     n = content.shape[0]
@@ -97,7 +127,7 @@ def corrupt(batch: dict[str, torch.Tensor], span_share: float, swap_share: float
     swap_rows = (kind < swap_share) & can_swap
     span_rows = (kind >= swap_share) & (kind < swap_share + span_share)
     swapped = swap_rows & (batch["swap"] >= 0)
-    masked = torch.where(span_rows, (batch["sentiment"] | extra) & content, torch.where(swap_rows, extra, uniform))
+    masked = torch.where(span_rows, batch["sentiment"] & content, torch.where(swap_rows, extra, uniform))
     masked &= ~swapped
     # rows left with nothing corrupted get one random content token masked
     empty = ~(masked | swapped).any(dim=1)
@@ -107,113 +137,177 @@ def corrupt(batch: dict[str, torch.Tensor], span_share: float, swap_share: float
     return inputs, masked | swapped
 
 
-def batch_loss(model: Any, batch: dict[str, torch.Tensor], inputs: torch.Tensor, corrupted: torch.Tensor,
-               visible_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (weighted loss, accuracy on corrupted tokens) of one batch: targets are the clean ids."""
-    keep = batch["ids"].ne(PAD).any(dim=0)  # drop columns that are padding in every row
-    ids, content, inputs, corrupted = batch["ids"][:, keep], batch["content"][:, keep], inputs[:, keep], corrupted[:, keep]
-    hidden = model.roberta(input_ids=inputs, attention_mask=ids.ne(PAD).long()).last_hidden_state  # [N, L, H]
-    # the LM head (the widest matmul) runs only where the loss looks: content tokens
-    weight = corrupted.float() + visible_weight * (content & ~corrupted).float()  # [N, L]
+def batch_loss(lm: Any, batch: dict[str, torch.Tensor], inputs: torch.Tensor, corrupted: torch.Tensor,
+               visible_weight: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Return (weighted loss, number right among corrupted tokens, number corrupted) of one batch.
+
+    Targets are the clean ids; the LM head runs only on the content positions the loss looks at.
+    """
+    keep = batch["attention"].bool().any(dim=0)  # drop columns that are padding in every row
+    cut = {k: v[:, keep] for k, v in batch.items()}
+    inputs, corrupted = inputs[:, keep], corrupted[:, keep]
+    kwargs = {"input_ids": inputs, "attention_mask": cut["attention"]}
+    if "token_type_ids" in getattr(lm.tokenizer, "model_input_names", []):
+        kwargs["token_type_ids"] = cut["types"]
+    hidden = lm._body(**kwargs).last_hidden_state  # [N, L, H]
+    weight = corrupted.float() + visible_weight * (cut["content"] & ~corrupted).float()  # [N, L]
     where = weight > 0
-    logits = model.lm_head(hidden[where])  # [M, V]
-    nll = torch.nn.functional.cross_entropy(logits, ids[where], reduction="none")  # [M]
+    logits = lm._head(hidden[where])  # [M, V]: only where the loss looks
+    target = cut["ids"][where]
+    nll = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")  # [M]
     loss = (nll * weight[where]).sum() / weight[where].sum()
-    acc = (logits.argmax(-1) == ids[where])[corrupted[where]].float().mean()
-    return loss, acc
-
-
-def pick(data: dict[str, torch.Tensor], idx: torch.Tensor, drop: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Return the rows `idx`, with the empty-context variant where `drop` [n] is True."""
-    d = drop[:, None]
-    return {k: torch.where(d, data[f"null_{k}"][idx], data[k][idx]) for k in ("ids", "content", "sentiment", "swap")}
+    hit = (logits.argmax(-1) == target)[corrupted[where]]
+    return loss, int(hit.sum()), int(hit.numel())
 
 
 @torch.no_grad()
-def evaluate(model: Any, data: dict[str, torch.Tensor], mask_token: int, seed: int) -> dict[str, float]:
-    """Return loss and accuracy on tokens hidden at random levels, on hidden sentiment words, on swapped words."""
-    model.eval()
-    batch = {k: data[k] for k in ("ids", "content", "sentiment", "swap")}
-    ids, sentiment, swapped = batch["ids"], batch["sentiment"] & batch["content"], batch["swap"] >= 0
+def evaluate(lm: Any, data: dict[str, torch.Tensor], seed: int, batch_size: int = 128) -> dict[str, float]:
+    """Return held-out accuracies on hidden content tokens, per kind of corruption.
+
+    masked: a level r ~ U(0, 1) of each sentence's tokens hidden (fixed seed); pair_words: every
+    token that differs from the pair's other version hidden at once; pair_word_alone: each of
+    them hidden alone (one row per token); swap: the other version's words put in place.
+    """
+    lm.model.eval()
+    mask_token = lm.tokenizer.mask_token_id
+    batch = {k: data[k] for k in KEYS}
+    ids, sentiment = batch["ids"], batch["sentiment"] & batch["content"]
+    swapped = batch["swap"] >= 0
+    rows, cols = sentiment.nonzero(as_tuple=True)
+    alone = {k: v[rows] for k, v in batch.items()}
+    one = torch.zeros_like(alone["content"])
+    one[torch.arange(len(rows)), cols] = True
     cases = {
-        "masked": corrupt(batch, 0.0, 0.0, mask_token, torch.Generator().manual_seed(seed)),
-        "sentiment": (ids.masked_fill(sentiment, mask_token), sentiment),
-        "swap": (torch.where(swapped, batch["swap"], ids), swapped),
+        "masked": (batch, *corrupt(batch, 0.0, 0.0, mask_token, torch.Generator().manual_seed(seed))),
+        "pair_words": (batch, ids.masked_fill(sentiment, mask_token), sentiment),
+        "pair_word_alone": (alone, alone["ids"].masked_fill(one, mask_token), one),
+        "swap": (batch, torch.where(swapped, batch["swap"], ids), swapped),
     }
     out = {}
-    for name, (inputs, corrupted) in cases.items():
-        loss, acc = batch_loss(model, batch, inputs, corrupted, visible_weight=0.0)
-        out.update({f"{name}_loss": float(loss), f"{name}_accuracy": float(acc)})
+    for name, (b, inputs, corrupted) in cases.items():
+        right = total = 0
+        for lo in range(0, inputs.shape[0], batch_size):
+            part = {k: v[lo: lo + batch_size] for k, v in b.items()}
+            sel = corrupted[lo: lo + batch_size]
+            if sel.any():
+                _, r, t = batch_loss(lm, part, inputs[lo: lo + batch_size], sel, 0.0)
+                right, total = right + r, total + t
+        out[name] = right / total if total else float("nan")
     return out
 
 
-def train(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, Any]:
-    """Return {"model", "vocab", "merges", "metrics"} after training on the train split."""
-    from ..adapters.masked_lm import MaskedLM
-
-    torch.manual_seed(seed)  # weight init and dropout use the global RNG
+def train_lm(lm: Any, cfg: dict[str, Any], seed: int, progress: bool = True, desc: str = "train-text") -> dict[str, Any]:
+    """Train `lm` (a MaskedLM; trainable parameters as set) in place on the train split; return scores and curve."""
     torch.set_num_threads(int(cfg.get("threads", 1)))  # >1 thread collapses under CPU contention
-    train_pairs, test_pairs = load_pairs("train"), load_pairs("test")
-    rows = [(p.neg_context, p.neg_content, p.pos_content) for p in train_pairs] + \
-        [(p.pos_context, p.pos_content, p.neg_content) for p in train_pairs]
-    vocab, merges = train_tokenizer([t for r in rows for t in r[:2]], int(cfg["vocab_size"]))
-    tokenizer = build_tokenizer(vocab, merges)
-    model = build_model(len(vocab), int(cfg["hidden_size"]), int(cfg["num_layers"]), int(cfg["num_heads"]),
-                        int(cfg["intermediate_size"]), int(cfg["max_positions"]), float(cfg["dropout"]))
-    lm = MaskedLM(model, tokenizer)
-    data = encode_rows(lm, rows)
-    test = encode_rows(lm, [(p.neg_context, p.neg_content, p.pos_content) for p in test_pairs]
-                       + [(p.pos_context, p.pos_content, p.neg_content) for p in test_pairs])
-    mask_token = tokenizer.mask_token_id
+    data = encode_rows(lm, pair_rows(load_pairs("train")))
+    val = encode_rows(lm, pair_rows(load_pairs("val")))
+    mask_token = lm.tokenizer.mask_token_id
+    model = lm.model
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    warmup = int(cfg["warmup"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    warmup = max(1, int(cfg["warmup"]))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     gen = torch.Generator().manual_seed(seed)
     start, n, losses, curve = time.perf_counter(), data["ids"].shape[0], [], []
+    every = int(cfg.get("eval_every", 0) or steps + 1)
+    autocast = bool(cfg.get("bf16_autocast", False)) and lm.device.type == "cpu"
     model.train()
-    for step in tqdm(range(steps), desc="train-text", disable=not progress):
+    for step in tqdm(range(steps), desc=desc, disable=not progress):
         idx = torch.randint(n, (bs,), generator=gen)
         batch = pick(data, idx, torch.rand(bs, generator=gen) < float(cfg["context_dropout"]))
         inputs, corrupted = corrupt(batch, float(cfg["span_share"]), float(cfg["swap_share"]), mask_token, gen)
-        loss, _ = batch_loss(model, batch, inputs, corrupted, float(cfg["visible_weight"]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):  # bf16 matmuls, float32 weights
+            loss, _, _ = batch_loss(lm, batch, inputs, corrupted, float(cfg["visible_weight"]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if (step + 1) % int(cfg.get("eval_every", 0) or steps + 1) == 0 or step + 1 == steps:
+        if (step + 1) % every == 0 or step + 1 == steps:
             curve.append({"step": step + 1, "train_loss": sum(losses[-50:]) / len(losses[-50:]),
-                          **{f"test_{k}": v for k, v in evaluate(model, test, mask_token, seed).items()}})
+                          **{f"val_{k}_accuracy": v for k, v in evaluate(lm, val, seed).items()}})
             model.train()
     seconds = time.perf_counter() - start
-    metrics = {
-        "train_loss": sum(losses[-50:]) / len(losses[-50:]),
-        "test": evaluate(model, test, mask_token, seed),
-        "train": evaluate(model, data, mask_token, seed),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(vocab), "train_rows": n, "steps": steps,
-    }
-    print(f"trained {steps} steps in {seconds:.1f} s")  # printed, not recorded: reruns leave the outputs byte-identical
     model.eval()
-    return {"model": model, "vocab": vocab, "merges": merges, "metrics": metrics, "curve": curve}
+    print(f"{desc}: {steps} steps in {seconds:.1f} s ({steps / max(seconds, 1e-9):.2f} steps/s)")  # printed, not recorded
+    return {"train_loss": sum(losses[-50:]) / len(losses[-50:]), "curve": curve, "train_rows": n}
 
 
-def main() -> None:
-    """Train from params.yaml (base.seed, text_model) and write the checkpoint and its metrics."""
+def scores(lm: Any, seed: int) -> dict[str, float]:
+    """Return the flat accuracies of `lm` on the train, val and test splits (fractions)."""
+    out = {}
+    for split in ("train", "val", "test"):
+        for k, v in evaluate(lm, encode_rows(lm, pair_rows(load_pairs(split))), seed).items():
+            out[f"{split}_{k}_accuracy"] = round(v, 6)
+    return out
+
+
+def train_text_model(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, Any]:
+    """Return {"lm", "metrics", "curve"}: the MiniLM-initialised BertForMaskedLM fine-tuned on the train split."""
+    from ..adapters.masked_lm import MaskedLM
+    from . import model as text_model
+
+    model = text_model.build_model(seed=seed)
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = float(cfg["dropout"])
+    for m in model.modules():  # the config's dropout is read at construction: set the modules too
+        if isinstance(m, torch.nn.Dropout):
+            m.p = float(cfg["dropout"])
+    text_model.freeze(model)
+    lm = MaskedLM(model, text_model.load_tokenizer(), name="text")
+    out = train_lm(lm, cfg, seed, progress)
+    text_model.round_to_store(model)  # the saved weights are the evaluated ones
+    metrics = {"model": "text", "parameters": sum(p.numel() for p in model.parameters()),
+               "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "steps": int(cfg["steps"]), "batch_size": int(cfg["batch_size"]), "train_rows": out["train_rows"],
+               "train_loss": round(out["train_loss"], 6), **scores(lm, seed)}
+    return {"lm": lm, "metrics": metrics, "curve": out["curve"]}
+
+
+def train_baseline(cfg: dict[str, Any], seed: int, progress: bool = True) -> dict[str, Any]:
+    """Return {"lm", "metrics", "curve"}: the from-scratch RoBERTa (BPE trained on the train split)."""
+    from .baseline import build_lm
+
+    texts = [t for r in pair_rows(load_pairs("train")) for t in r[:2]]
+    lm = build_lm(texts, cfg, seed)
+    out = train_lm(lm, cfg, seed, progress, desc="train-text-baseline")
+    metrics = {"model": "from-scratch", "parameters": sum(p.numel() for p in lm.model.parameters()),
+               "trained_parameters": sum(p.numel() for p in lm.model.parameters()),
+               "steps": int(cfg["steps"]), "batch_size": int(cfg["batch_size"]), "train_rows": out["train_rows"],
+               "train_loss": round(out["train_loss"], 6), **scores(lm, seed)}
+    return {"lm": lm, "metrics": metrics, "curve": out["curve"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train from params.yaml (base.seed, text_model or text_baseline) and write the model and its scores."""
+    import argparse
+
     import pandas as pd
     import yaml
 
+    parser = argparse.ArgumentParser(prog="python -m dicelib.text.train")
+    parser.add_argument("--baseline", action="store_true", help="train the from-scratch baseline (scores only)")
+    args = parser.parse_args(argv)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    seed, cfg = int(params["base"]["seed"]), params["text_model"]
-    out = train(cfg, seed)
-    save_checkpoint(CHECKPOINT, out["model"], out["vocab"], out["merges"], {"seed": seed, **out["metrics"]})
-    save_metrics(out["metrics"], "text_model")
-    save_plot_data(pd.DataFrame(out["curve"]), "text_model_training")
-    print(f"wrote {CHECKPOINT.relative_to(ROOT)}: {out['metrics']}")
+    seed = int(params["base"]["seed"])
+    if args.baseline:
+        out = train_baseline(params["text_baseline"], seed)
+        save_metrics(out["metrics"], "text_model_baseline")
+    else:
+        from .model import FOLDER, save_text_model
+
+        out = train_text_model(params["text_model"], seed)
+        save_text_model(FOLDER, out["lm"].model, out["lm"].tokenizer, {"seed": seed, **out["metrics"]})
+        save_metrics(out["metrics"], "text_model")
+        save_plot_data(pd.DataFrame(out["curve"]), "text_model_training")
+        print(f"wrote {FOLDER.relative_to(ROOT)}")
+    print(out["metrics"])
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DiceError as err:
+        raise SystemExit(f"DiceError: {err}") from None

@@ -12,7 +12,7 @@ from .stages import NOTEBOOK_STAGES, PARAMS, notebook_of, notebook_values as _no
     pipeline_values as _pipeline_values
 
 # keys that set how much work a run does; a teaching-size notebook may use less of it
-SIZE_KEYS = {"steps", "per_type", "sweep_per_type", "eval_per_type", "n_pairs", "judge_pairs", "n_examples",
+SIZE_KEYS = {"steps", "per_type", "sweep_per_type", "eval_per_type", "n_pairs", "val_pairs", "judge_pairs", "n_examples",
              "mc_samples", "mc_timesteps", "discrete_classes", "discrete_steps"}
 
 STAGES = NOTEBOOK_STAGES

@@ -1,4 +1,4 @@
-"""Sentiment Editing data, the `text` model's checkpoint, and the batched invert/edit runner of notebook 05."""
+"""Sentiment Editing data and its split, the from-scratch baseline, and the batched invert/edit runner of notebook 05."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 
 from dicelib.text import sentiment_data
 from dicelib.text import editing as text_editing
-from dicelib.text import model as text_model
+from dicelib.text import baseline as text_model
 from dicelib.adapters import MaskedLM
 from dicelib.errors import DiceError
 from dicelib.text.sentiment_data import SentimentPair
-from dicelib.text.model import CHECKPOINT
+from dicelib.text.model import FOLDER, is_text_folder
 
 PAIRS = [
     SentimentPair(0, "Negative Sentiment: After the test.", " She felt anxious.",
@@ -47,72 +47,59 @@ def test_vendored_data_has_licence_source_and_765_pairs():
     assert all(p.pos_context.startswith("Positive Sentiment:") for p in pairs)
 
 
-def test_split_is_fixed_disjoint_and_keeps_duplicate_sentences_together():
+def test_split_is_fixed_and_disjoint_by_pair_and_by_sentence():
     pairs = sentiment_data.load_raw()
-    split = sentiment_data.make_split(pairs, 0.2, seed=0)
-    assert split == sentiment_data.make_split(pairs, 0.2, seed=0)
-    assert split != sentiment_data.make_split(pairs, 0.2, seed=1)
-    assert not set(split["train"]) & set(split["test"])
-    assert len(split["train"]) + len(split["test"]) == 765 and abs(len(split["test"]) - 153) <= 3
+    split = sentiment_data.make_split(pairs, 0.2, seed=0, val_fraction=0.1)
+    assert split == sentiment_data.make_split(pairs, 0.2, seed=0, val_fraction=0.1)
+    assert split != sentiment_data.make_split(pairs, 0.2, seed=1, val_fraction=0.1)
+    assert sentiment_data.make_split(pairs, 0.2, seed=0)["test"] == split["test"]  # carving val leaves test as it was
+    names = ("train", "val", "test")
+    ids = {n: set(split[n]) for n in names}
+    assert sum(len(v) for v in ids.values()) == 765 and set().union(*ids.values()) == {p.id for p in pairs}
+    assert abs(len(ids["test"]) - 153) <= 3 and abs(len(ids["val"]) - 77) <= 3
     by_id = {p.id: p for p in pairs}
-    seen = {s for i in split["train"] for s in (by_id[i].neg_content.strip(), by_id[i].pos_content.strip())}
-    assert not any(by_id[i].neg_content.strip() in seen or by_id[i].pos_content.strip() in seen for i in split["test"])
+    sentences = {n: {s for i in ids[n] for s in (by_id[i].neg_content.strip(), by_id[i].pos_content.strip())}
+                 for n in names}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not ids[a] & ids[b], (a, b)  # by pair
+        assert not sentences[a] & sentences[b], (a, b)  # by sentence: no test sentence was trained on or tuned on
     committed = json.loads(sentiment_data.SPLIT.read_text())
-    assert committed["train"] == split["train"] and committed["test"] == split["test"]
+    assert all(committed[n] == split[n] for n in names), "rerun `dvc repro text-data`"
+    assert [p.id for p in sentiment_data.load_pairs("val")] == split["val"]
+    with pytest.raises(DiceError, match="val_fraction"):
+        sentiment_data.make_split(pairs, 0.2, seed=0, val_fraction=0.9)
     with pytest.raises(DiceError, match="test_fraction"):
         sentiment_data.make_split(pairs, 1.5, seed=0)
     with pytest.raises(DiceError, match="split"):
         sentiment_data.load_pairs("validation")
 
 
-def test_tokenizer_trained_here_round_trips_text():
+def test_settings_are_chosen_on_val_and_train_only():
+    """Notebook 05 calibrates on train, sweeps lambda on val and reports on test; the choice reads only the val sweep."""
+    import pandas as pd
+
+    from dicelib.text import report
+
+    source = "".join("".join(c["source"]) for c in json.loads(
+        (sentiment_data.ROOT / "notebooks/05-text-editing.ipynb").read_text())["cells"])
+    assert 'structure_table({"train": train_pairs, "val": val, "test": pairs}' in source
+    assert "text_report.fit_judges(embed, train_pairs)" in source
+    assert "text_editing.sweep_pairs(lm, val," in source and "choose_lambda(sweep_table)" in source
+    sweep = pd.DataFrame({"pseudo_inverse": ["lai"] * 3, "lambda1": [0.2, 0.5, 0.9],
+                          "success_minilm_logreg": [0.3, 0.6, 0.6], "structure": [0.2, 0.9, 0.9]})
+    assert report.choose_lambda(sweep) == {"lai": 0.9}  # ties: higher structure, then larger lambda1
+    runs = text_editing.test_settings([0.2, 0.8], [0.25, 0.75], {"lai": 0.9}, ["lai"])
+    assert runs == {"dice_lai_set1": ("lai", 0.2, 0.8), "dice_lai_set2": ("lai", 0.25, 0.75),
+                    "dice_lai_val": ("lai", 0.9, None), "masked_generation": ("lai", 0.0, 1.0)}
+
+
+def test_baseline_tokenizer_round_trips_text():
     vocab, merges = text_model.train_tokenizer([p.neg_content for p in PAIRS], 300)
     assert text_model.train_tokenizer([p.neg_content for p in PAIRS], 300) == (vocab, merges)  # deterministic
     tok = text_model.build_tokenizer(vocab, merges)
     assert [tok.convert_ids_to_tokens(i) for i in range(5)] == text_model.SPECIAL_TOKENS
     unseen = " Zebras queue politely, don’t they?"  # byte-level: any text encodes and decodes exactly
     assert tok.decode(tok(unseen, add_special_tokens=False)["input_ids"]) == unseen
-
-
-def test_checkpoint_round_trip_with_weights_only(tiny_lm, tmp_path):
-    path = text_model.save_checkpoint(tmp_path / "m.pt", tiny_lm.model, tiny_lm.vocab, tiny_lm.merges, {"seed": 0})
-    blob = torch.load(path, weights_only=True)  # plain tensors, strings and numbers only
-    assert blob["format"] == text_model.FORMAT and blob["meta"] == {"seed": 0}
-    assert "lm_head.decoder.weight" in blob["tied"]  # the tied word embedding is stored once
-    lm = text_model.load_text_model(path)
-    assert lm.model.lm_head.decoder.weight.data_ptr() == lm.model.roberta.embeddings.word_embeddings.weight.data_ptr()
-    x0, cond = lm.encode_pair(PAIRS[0].neg_context, PAIRS[0].neg_content)
-    ref = tiny_lm.logits(x0, torch.zeros(1), cond)
-    torch.testing.assert_close(lm.logits(x0, torch.zeros(1), cond), ref, atol=0.05, rtol=0.01)  # float16 storage
-    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
-        text_model.load_text_model(tmp_path / "bad.pt")
-    with pytest.raises(DiceError, match="train-text"):
-        text_model.load_text_model(tmp_path / "missing.pt")
-
-
-def test_training_corruptions_and_a_few_steps(tiny_lm):
-    from dicelib.text import train as train_text
-
-    differs, swap = train_text.differing([1, 2, 3, 4], [1, 9, 3, 4])
-    assert differs == [False, True, False, False] and swap == [-1, 9, -1, -1]
-    assert train_text.differing([1, 2, 3], [1, 7, 8, 3])[1] == [-1, -1, -1]  # unequal spans are not swapped
-    rows = [(p.neg_context, p.neg_content, p.pos_content) for p in PAIRS]
-    data = train_text.encode_rows(tiny_lm, rows)
-    batch = {k: data[k] for k in ("ids", "content", "sentiment", "swap")}
-    gen = torch.Generator().manual_seed(0)
-    inputs, corrupted = train_text.corrupt(batch, 0.0, 1.0, tiny_lm.tokenizer.mask_token_id, gen)
-    swapped = batch["swap"] >= 0
-    assert torch.equal(inputs[swapped], batch["swap"][swapped]) and corrupted[swapped].all()
-    assert corrupted.any(dim=1).all() and not (corrupted & ~batch["content"]).any()
-    cfg = {"vocab_size": 300, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32,
-           "max_positions": 128, "dropout": 0.0, "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
-           "weight_decay": 0.0, "visible_weight": 0.3, "span_share": 0.3, "swap_share": 0.4,
-           "context_dropout": 0.1, "eval_every": 2}
-    out = train_text.train(cfg, seed=0, progress=False)
-    assert out["metrics"]["steps"] == 3 and out["metrics"]["train_rows"] == 2 * len(sentiment_data.load_pairs("train"))
-    assert [c["step"] for c in out["curve"]] == [2, 3]
-    assert all(0.0 <= out["metrics"]["test"][k] <= 1.0 for k in ("masked_accuracy", "sentiment_accuracy", "swap_accuracy"))
 
 
 def test_runner_reconstructs_every_length_group_in_order(tiny_lm):
@@ -131,20 +118,17 @@ def test_runs_are_seeded_independently(tiny_lm):
     assert a["set1"] == b["set1"]  # adding a run does not change another run's output
     assert text_editing.run_seed(3, "set1") == text_editing.run_seed(3, "set1") != text_editing.run_seed(3, "set2")
     assert text_editing.sweep_settings([0.0, 0.7]) == {"sweep_0": (0.0, None), "sweep_0.7": (0.7, None)}  # 1 - lambda1
+    c = text_editing.edit_pairs(tiny_lm, PAIRS, {"set1": (0.2, 0.8)}, tau=0.7, steps=6, seed=3, progress=False,
+                                store="float32", max_batch=2)
+    assert c["set1"] == a["set1"]  # store and batching change memory, not edits
     with pytest.raises(DiceError, match="runs"):
         text_editing.invert_and_edit(tiny_lm, ["a"], [" b."], ["c"], {}, tau=0.7)
 
 
-@pytest.mark.skipif(not CHECKPOINT.is_file(), reason="run `dvc repro train-text` first")
+@pytest.mark.skipif(not is_text_folder(FOLDER), reason="run `dvc repro train-text` first")
 def test_committed_text_model_reconstructs_test_sentences_exactly():
     lm = text_editing.load_masked_lm("text")
-    assert lm.name == "text" and lm.num_classes > 1000
+    assert lm.name == "text" and lm.num_classes > 30000
     pairs = sentiment_data.load_pairs("test")[:8]
     out = text_editing.reconstruct_pairs(lm, pairs, pseudo_inverses=("onehot",), steps=8, seed=0, progress=False)
-    assert out["dice_onehot"] == [p.neg_content.strip() for p in pairs]
-
-
-def test_edit_settings_are_the_papers_sets_masked_generation_and_the_sweep():
-    assert text_editing.edit_settings([0.2, 0.8], [0.25, 0.75], [0.5, 0.9]) == {
-        "set1": (0.2, 0.8), "set2": (0.25, 0.75), "masked_generation": (0.0, 1.0),
-        "sweep_0.5": (0.5, None), "sweep_0.9": (0.9, None)}
+    assert out["dice_onehot"] == text_editing.as_model_writes(lm, [p.neg_content for p in pairs])
