@@ -265,7 +265,6 @@ def edit_text(
                       (settings.lambda1, resolve_lambda2(settings.lambda1, settings.lambda2)), device=device)
         from .text.editing import load_masked_lm
 
-        typer.echo(f"loading {model_name} ...", err=True)
         lm = load_masked_lm(model_name, device or "cpu")
         # a leading space is how the content sentence follows the context in the pair template
         x0, cond = lm.encode_pair([context], [text if text.startswith(" ") else " " + text])

@@ -78,10 +78,10 @@ BAD = [  # stage, key, bad value, what the message says is allowed
     ("lambda-schedules", "lambdas", [0.0], "lambdas and lambda1_end > 0 when schedules include exponential"),
     ("lambda-schedules", "lambda1_end", "one", "a number in [0, 1]"),
     ("text-editing", "set1", [0.2], "a list of 2 items"),
-    ("text-editing", "examples", ["sweep_0.3"], "examples among set1, set2, masked_generation"),
+    ("text-editing", "examples", ["sweep_0.3"], "examples among dice_<pi>_set1 / _set2 / _val"),
     ("text-editing", "temperature", 0, "a number > 0"),
     ("text-editing", "threads", 0, "an int >= 1"),
-    ("text-editing", "structure_threshold", 1.5, "a number in [0, 1]"),
+    ("text-editing", "pseudo_inverses", ["model"], "one of 'onehot', 'lai'"),
 ]
 
 

@@ -70,3 +70,30 @@ def test_minilm_loads_offline_from_the_wheel():
     assert same == pytest.approx(1.0, abs=1e-4)
     assert far < close < same
     assert embed(["x"]).shape == (1, 384)
+
+
+def test_structure_score_keeps_words_or_meaning_and_its_threshold_is_calibrated():
+    embed = tm.Embedder(model=_BagOfWords())
+    sources = ["the day was bad", "a sad day", "bad bad day", "the awful day", "a bad and sad day"]
+    gold = ["the day was great", "a happy day", "good good day", "the great day", "a good and happy day"]
+    scores = tm.structure_scores(gold, sources, embed)
+    words_kept = np.array([tm.word_similarity(g, s) for g, s in zip(gold, sources)])
+    assert (scores >= words_kept).all() and scores[0] == pytest.approx(0.75)  # 3 of 4 words kept
+    other = tm.other_pair_sentences(gold, seed=0)
+    assert all(o != g for o, g in zip(other, gold)) and set(other) <= set(gold)
+    assert other == tm.other_pair_sentences(gold, seed=0)
+    calib = tm.calibrate_structure(sources, gold, embed, seed=0, other_rate=0.2)
+    assert calib["other_rate"] <= 0.2  # by construction, on the calibration split
+    assert tm.structure_rates(sources, gold, embed, calib["threshold"], seed=0) == {
+        "gold_rate": calib["gold_rate"], "other_rate": calib["other_rate"]}
+    assert tm.structure_kept(sources, sources, embed, calib["threshold"]).all()  # an unchanged sentence keeps it
+    with pytest.raises(DiceError, match="at least 2"):
+        tm.other_pair_sentences(["one"], seed=0)
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_seeded():
+    values = np.r_[np.ones(30), np.zeros(70)]
+    lo, hi = tm.bootstrap_ci(values, seed=0)
+    assert lo < 0.3 < hi and 0.15 < lo and hi < 0.45
+    assert tm.bootstrap_ci(values, seed=0) == (lo, hi)
+    assert tm.bootstrap_ci(np.ones(5), seed=0) == (1.0, 1.0)
