@@ -200,7 +200,7 @@ def train_lm(lm: Any, cfg: dict[str, Any], seed: int, progress: bool = True, des
     """Train `lm` (a MaskedLM; trainable parameters as set) in place on the train split; return scores and curve."""
     torch.set_num_threads(int(cfg.get("threads", 1)))  # >1 thread collapses under CPU contention
     data = encode_rows(lm, pair_rows(load_pairs("train")))
-    val = encode_rows(lm, pair_rows(load_pairs("val")))
+    val = encode_rows(lm, pair_rows(load_pairs("val")[: int(cfg.get("eval_pairs", 0)) or None]))
     mask_token = lm.tokenizer.mask_token_id
     model = lm.model
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
@@ -236,11 +236,11 @@ def train_lm(lm: Any, cfg: dict[str, Any], seed: int, progress: bool = True, des
     return {"train_loss": sum(losses[-50:]) / len(losses[-50:]), "curve": curve, "train_rows": n}
 
 
-def scores(lm: Any, seed: int) -> dict[str, float]:
-    """Return the flat accuracies of `lm` on the train, val and test splits (fractions)."""
+def scores(lm: Any, seed: int, eval_pairs: int = 0) -> dict[str, float]:
+    """Return the flat accuracies of `lm` on the train, val and test splits (fractions; eval_pairs > 0: that many per split)."""
     out = {}
     for split in ("train", "val", "test"):
-        for k, v in evaluate(lm, encode_rows(lm, pair_rows(load_pairs(split))), seed).items():
+        for k, v in evaluate(lm, encode_rows(lm, pair_rows(load_pairs(split)[: eval_pairs or None])), seed).items():
             out[f"{split}_{k}_accuracy"] = round(v, 6)
     return out
 
@@ -262,7 +262,7 @@ def train_text_model(cfg: dict[str, Any], seed: int, progress: bool = True) -> d
     metrics = {"model": "text", "parameters": sum(p.numel() for p in model.parameters()),
                "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                "steps": int(cfg["steps"]), "batch_size": int(cfg["batch_size"]), "train_rows": out["train_rows"],
-               "train_loss": round(out["train_loss"], 6), **scores(lm, seed)}
+               "train_loss": round(out["train_loss"], 6), **scores(lm, seed, int(cfg.get("eval_pairs", 0)))}
     return {"lm": lm, "metrics": metrics, "curve": out["curve"]}
 
 
@@ -276,7 +276,7 @@ def train_baseline(cfg: dict[str, Any], seed: int, progress: bool = True) -> dic
     metrics = {"model": "from-scratch", "parameters": sum(p.numel() for p in lm.model.parameters()),
                "trained_parameters": sum(p.numel() for p in lm.model.parameters()),
                "steps": int(cfg["steps"]), "batch_size": int(cfg["batch_size"]), "train_rows": out["train_rows"],
-               "train_loss": round(out["train_loss"], 6), **scores(lm, seed)}
+               "train_loss": round(out["train_loss"], 6), **scores(lm, seed, int(cfg.get("eval_pairs", 0)))}
     return {"lm": lm, "metrics": metrics, "curve": out["curve"]}
 
 

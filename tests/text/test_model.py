@@ -117,3 +117,19 @@ def test_a_few_training_steps_read_train_and_val_never_test(tiny_lm, monkeypatch
     assert set(seen) == {"train", "val"}  # settings are never steered by test
     assert [c["step"] for c in out["curve"]] == [2, 3] and out["train_rows"] == 40
     assert all(0.0 <= c[f"val_{k}_accuracy"] <= 1.0 for c in out["curve"] for k in train_text.EVALS)
+
+
+def test_the_stage_at_teaching_size_saves_a_small_folder_that_loads_bit_exact(tmp_path):
+    cfg = {"steps": 1, "batch_size": 2, "lr": 1e-4, "warmup": 1, "weight_decay": 0.01, "dropout": 0.1,
+           "visible_weight": 0.1, "span_share": 0.3, "swap_share": 0.2, "context_dropout": 0.1, "eval_every": 0,
+           "eval_pairs": 2, "bf16_autocast": True}
+    out = train_text.train_text_model(cfg, seed=0, progress=False)
+    m = out["metrics"]
+    assert m["trained_parameters"] == m["parameters"] - 30522 * 384  # word embeddings (and the tied decoder) frozen
+    assert {f"{s}_{k}_accuracy" for s in ("train", "val", "test") for k in train_text.EVALS} <= set(m)
+    folder = text_model.save_text_model(tmp_path / "text_mlm", out["lm"].model, out["lm"].tokenizer, m)
+    assert text_model.read_meta(folder)["from_base"] == ["bert.embeddings.word_embeddings.weight"]
+    assert (folder / text_model.WEIGHTS).stat().st_size < 24_000_000  # float16, without the embeddings
+    lm = text_model.load_text_model(folder)
+    x0, cond = lm.encode_pair(PAIRS[0].neg_context, PAIRS[0].neg_content)
+    assert torch.equal(lm.logits(x0, torch.zeros(1), cond), out["lm"].logits(x0, torch.zeros(1), cond))
