@@ -152,7 +152,8 @@ class Embedder:
             vecs = self.model.encode(todo, batch_size=self.batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
             self._cache.update(zip(todo, vecs.astype(np.float32)))
-        dim = self.model.get_sentence_embedding_dimension()
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = dim_of()  # sentence-transformers renamed the method; older releases have only the old name
         return np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, dim), np.float32)
 
 
