@@ -229,16 +229,17 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def save_metrics(metrics: dict, name: str) -> Path:
-    """Return the path of reports/metrics/<name>.json holding `metrics` (NaN written as null)."""
-    return atomic_write(config.METRICS / f"{name}.json",
+def save_metrics(metrics: dict, name: str, folder: str | Path | None = None) -> Path:
+    """Return the path of reports/metrics/<name>.json (or `folder`/<name>.json) holding `metrics` (NaN written as null)."""
+    return atomic_write(Path(folder or config.METRICS) / f"{name}.json",
                         lambda f: f.write(json.dumps(jsonable(metrics), indent=2, sort_keys=True) + "\n"))
 
 
-def save_table(df: Any, name: str, floatfmt: str = ".6g") -> Path:
-    """Return the path of reports/tables/<name>.csv after writing it and its Markdown twin <name>.md."""
-    atomic_write(config.TABLES / f"{name}.md", lambda f: f.write(df.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
-    return atomic_write(config.TABLES / f"{name}.csv", lambda f: df.to_csv(f, index=False))
+def save_table(df: Any, name: str, floatfmt: str = ".6g", folder: str | Path | None = None) -> Path:
+    """Return the path of reports/tables/<name>.csv (or in `folder`) after writing it and its Markdown twin <name>.md."""
+    folder = Path(folder or config.TABLES)
+    atomic_write(folder / f"{name}.md", lambda f: f.write(df.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
+    return atomic_write(folder / f"{name}.csv", lambda f: df.to_csv(f, index=False))
 
 
 def save_plot_data(df: Any, name: str) -> Path:
