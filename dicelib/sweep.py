@@ -70,7 +70,13 @@ class Task(Protocol):
 
     def run(self, state: Any, case: str, points: list[int], seed: int) -> list[dict[str, Any]]: ...  # rows
 
-    def merge(self, rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]: ...  # write outputs
+    def merge(self, rows: list[dict[str, Any]], failed: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+        ...  # write the outputs from every done unit's rows (sweep order); `meta`: `Task.meta` of a worker
+
+
+def _meta(task: Task, state: Any) -> dict[str, Any]:
+    """Return what a worker says about its setup (e.g. which metrics lack weights): `task.meta(state)`, if any."""
+    return task.meta(state) if hasattr(task, "meta") else {}
 
 
 @dataclass
@@ -157,7 +163,7 @@ def compute(task: Task, state: Any, unit: Unit, seed: int) -> dict[str, Any]:
                               "unit": {"case": unit.case, "points": list(unit.points)}}
     try:
         rows = task.run(state, unit.case, list(unit.points), unit_seed(seed, unit.case))
-        record.update(status="done", rows=rows, error=None)
+        record.update(status="done", rows=rows, error=None, meta=_meta(task, state))
     except Exception as err:  # noqa: BLE001 - a unit's own failure is data; the sweep goes on
         record.update(status="failed", rows=[], error=f"{type(err).__name__}: {err}")
     record["seconds"] = round(time.perf_counter() - start, 4)  # not merged: outputs stay byte-identical
@@ -327,19 +333,20 @@ def merge(task: Task, seed: int, records: str | Path) -> dict[str, Any]:
     store = Records(task, seed, records)
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    missing = []
+    missing, meta = [], {}
     for unit in units(task):
         record = store.read(unit)
         if record is None:
             missing.append(unit.key())
         elif record["status"] == "done":
             rows.extend(record["rows"])
+            meta = meta or record.get("meta") or {}
         else:
             failed.append({**record["unit"], "error": record["error"]})
     if missing:
         raise DiceError(f"{len(missing)} unit(s) of {task.name} have no record in {records} (first: {missing[0]}); "
                         "run the sweep first")
-    return task.merge(rows, failed)
+    return task.merge(rows, failed, meta)
 
 
 def sweep(task: Task, seed: int, records: str | Path, **kwargs: Any) -> tuple[dict[str, Any], SweepRun]:
@@ -368,7 +375,7 @@ def summary_line(ran: SweepRun) -> str:
             f"{len(ran.failed)} failed{rate}")
 
 
-def add_engine_arguments(parser: Any, engine: str = "local", address: str | None = None) -> None:
+def add_engine_arguments(parser: Any, engine: str = "local", address: str | None = None, threads: int | None = 1) -> None:
     """Add --engine, --address, --workers, --max-retries, --threads, --records to an argparse parser."""
     none = lambda s: None if s in ("", "None", "null", "none") else s  # noqa: E731
     parser.add_argument("--engine", default=engine, help="local (this process) | ray")
@@ -377,6 +384,6 @@ def add_engine_arguments(parser: Any, engine: str = "local", address: str | None
     parser.add_argument("--workers", type=lambda s: None if none(s) is None else int(s), default=None,
                         help="ray: actors (default: one per GPU of the cluster, else per CPU)")
     parser.add_argument("--max-retries", type=int, default=MAX_RETRIES, help="ray: restarts of a dead worker")
-    parser.add_argument("--threads", type=lambda s: None if none(s) is None else int(s), default=1,
-                        help="torch CPU threads per worker (the same on every engine: same results)")
+    parser.add_argument("--threads", type=lambda s: None if none(s) is None else int(s), default=threads,
+                        help="torch CPU threads per worker (the same on every engine: same results; none: torch's)")
 

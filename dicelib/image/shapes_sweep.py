@@ -113,7 +113,7 @@ class ShapesSweep:
                          "edit_score": 2 * acc * keep / (acc + keep) if acc + keep > 0 else 0.0})
         return rows
 
-    def merge(self, rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    def merge(self, rows: list[dict[str, Any]], failed: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the table and the metrics under reports/; return the metrics."""
         import pandas as pd
 
