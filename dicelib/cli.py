@@ -4,6 +4,7 @@
     dicelib invert --model shapes --image in.png --source "..." --save-inversion inv.pt --out recon.png
     dicelib edit --model shapes --inversion inv.pt --target "..." --out out.png
     dicelib models
+    dicelib sweep shapes --lambdas 0.5,0.7,0.9 --taus 0.6,0.8 --engine ray --address auto
 
 Bad input (unknown model, missing weights, unreadable image, bad values, foreign inversion file)
 ends with a one-line `Error: ...` and exit code 2, never a traceback.
@@ -224,6 +225,28 @@ def edit(
         changed = int((x.cpu() != inv.x0.cpu()).sum())
         typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
         _save_output(model, x, out)
+
+
+SWEEPS = {"shapes": "dicelib.image.shapes_sweep", "piebench": "dicelib.piebench.experiment"}
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def sweep(ctx: typer.Context, task: Optional[str] = typer.Argument(None, help="shapes | piebench")) -> None:
+    """Run a sweep on this machine or a Ray cluster and merge it (`dicelib sweep TASK --help` lists TASK's options).
+
+    shapes: a lambda1 x tau grid on ShapesBench cases (the `shapes-sweep` stage); piebench: the PIE-Bench
+    experiment (experiments/piebench). Common options: --engine local|ray, --address auto, --workers N.
+    A rerun skips the units already recorded.
+    """
+    import importlib
+
+    if task in (None, "-h", "--help"):
+        typer.echo(ctx.get_help())
+        raise typer.Exit(code=0 if task else 2)
+    if task not in SWEEPS:
+        _fail(f"unknown sweep {task!r}; expected one of {', '.join(SWEEPS)}")
+    with _readable_errors():
+        importlib.import_module(SWEEPS[task]).main(list(ctx.args))
 
 
 @app.command()

@@ -3,6 +3,7 @@
 `shapesbench` generates and parses the scenes, `benchmark_build` is the `data` stage, `shapes_model`
 and `train_shapes` the learned denoiser and its stage, `shapes_image_model` its image-level wrapper
 for the CLI, `metrics` the exact image scores, `reconstruction` / `editing` / `walkthrough` the
-evaluations behind the notebooks and `plotting` their figures. May import `core`, `adapters`,
-`errors`, `io` and `config`; nothing outside the notebooks, `registry` and `cli` imports it.
+evaluations behind the notebooks and `plotting` their figures; `shapes_sweep` is the `shapes-sweep`
+stage (a `dicelib.sweep` task). May import `core`, `adapters`, `sweep`, `errors`, `io` and `config`;
+nothing outside the notebooks, `registry` and `cli` imports it.
 """
