@@ -217,3 +217,17 @@ def test_unwritable_save_inversion_is_reported_under_the_given_path(tmp_path, ph
         read_only.chmod(0o700)
     if not places:
         pytest.skip("no folder here refuses this user's files")
+
+
+def test_sweep_runs_a_task_and_names_bad_tasks_and_values(tmp_path):
+    out = run("sweep", "shapes", "--reports", tmp_path, "--per-type", 1, "--lambdas", "0.7", "--taus", "0.8",
+              "--steps", 4)
+    assert out.exit_code == 0, out.output
+    assert "6 units: 6 computed" in out.output and (tmp_path / "metrics" / "shapes_sweep.json").is_file()
+    again = run("sweep", "shapes", "--reports", tmp_path, "--per-type", 1, "--lambdas", "0.7", "--taus", "0.8",
+                "--steps", 4)
+    assert "6 units: 0 computed, 6 already done" in again.output
+    bad = run("sweep", "nope")
+    assert bad.exit_code == 2 and "unknown sweep 'nope'; expected one of shapes, piebench" in bad.output
+    bad = run("sweep", "shapes", "--reports", tmp_path, "--lambdas", "lots")
+    assert bad.exit_code == 2 and "lambdas = 'lots' is not allowed" in bad.output
