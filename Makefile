@@ -10,7 +10,7 @@ help:  ## list the targets
 install:  ## install dicelib and everything the pipeline needs (torch pinned to the CPU-capable 2.13.0)
 	$(PIP) install -q -e .
 
-install-dev:  ## install dicelib with the test tools
+install-dev:  ## install dicelib with the test tools (Ray included: the sweep tests start a local cluster)
 	$(PIP) install -q -e ".[dev]"
 
 repro: install  ## set up and run the whole DVC pipeline on the embedded defaults (up to date on a fresh clone)
