@@ -274,7 +274,11 @@ def _run_ray(task: Task, seed: int, pending: list[Unit], address: str | None, wo
     started = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address)
+            try:
+                ray.init(address=address)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise DiceError(f"cannot join the Ray cluster at address {address!r} ({_cause(err)}); start one with "
+                                "`ray start --head` (then address 'auto'), or give no address for a local one") from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False)
         started = True
