@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..core.mutual_information import discrete_mi, gaussian_mi, gaussian_mi_monte_carlo, linear_betas
 from ..core.transitions import MultinomialSchedule
