@@ -29,7 +29,7 @@ test: install-dev  ## set up and run the tests, notebooks included (teaching siz
 lab: install  ## open the notebooks in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
-bench: install  ## time inversion + editing of the adapters: real shapes on CUDA, --small on a CPU
+bench: install  ## time inversion + editing of the adapters (medians after a warm-up) -> benchmarks/results/bench_adapters_<machine>_<date>.json
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)

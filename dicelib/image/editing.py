@@ -183,19 +183,16 @@ def best_row(summary: pd.DataFrame, column: str) -> Any:
     return overall.loc[overall["edit_score"].idxmax(), column]
 
 
-def editing_report(dice: pd.DataFrame, base: pd.DataFrame, s: EditSettings, seed: int) -> dict[str, Any]:
-    """Return editing.json's content: per type and overall, DICE (with its settings and seed) and each baseline."""
-    out: dict[str, Any] = {}
-    settings = {**asdict(s), "seed": seed}
-    for typ in dice["type"]:
-        d = dice[dice["type"] == typ].iloc[0]
-        entry = {"dice": {"edit_accuracy": round(float(d["edit_accuracy"]), 4),
-                          "preservation": round(float(d["preservation"]), 4), "settings": settings}}
-        for _, b in base[base["type"] == typ].iterrows():
-            entry[b["method"]] = {"edit_accuracy": round(float(b["edit_accuracy"]), 4),
-                                  "preservation": round(float(b["preservation"]), 4)}
-        out[typ] = entry
-    return out
+def editing_report(dice: pd.DataFrame) -> dict[str, float]:
+    """Return reports/metrics/editing.json: DICE's overall scores at the chosen settings (per type and
+    beside the baselines: final_table; the settings: settings_table)."""
+    d = dice[dice["type"] == "overall"].iloc[0]
+    return {k: round(float(d[k]), 4) for k in ("edit_accuracy", "preservation", "edit_score")}
+
+
+def settings_table(s: EditSettings, seed: int) -> pd.DataFrame:
+    """Return the settings the sweeps chose, one row each: columns setting, value (reports/tables/editing_settings.csv)."""
+    return pd.DataFrame([{"setting": k, "value": str(v)} for k, v in {**asdict(s), "seed": seed}.items()])
 
 
 def sweep_table(sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -204,6 +201,13 @@ def sweep_table(sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
              for name, df in sweeps.items()]
     cols = ["sweep", "value", "type", "edit_accuracy", "preservation", "edit_score"]
     return pd.concat(parts, ignore_index=True)[cols]
+
+
+def sweep_plots(sweeps: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Return per sweep its overall scores, one row per swept value: columns <sweep>, edit_accuracy,
+    preservation, edit_score (the DVC plot reports/plots/editing_sweeps/<sweep>.csv)."""
+    return {name: df.loc[df["type"] == "overall", [name, "edit_accuracy", "preservation", "edit_score"]]
+            .reset_index(drop=True) for name, df in sweeps.items()}
 
 
 def final_table(dice: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
@@ -237,12 +241,18 @@ def schedule_curves(inv: Any, schedules: list[str], lambdas: list[float], lambda
     return pd.DataFrame(rows)
 
 
-def schedule_report(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Return per schedule the overall scores at its best start value lambda1 (lambda_schedules.json)."""
+def schedule_report(table: pd.DataFrame) -> dict[str, Any]:
+    """Return reports/metrics/lambda_schedules.json: the best schedule (highest overall edit_score over
+    schedules and start values) and its overall scores (every schedule: schedule_plot, the tables)."""
     overall = table[table["type"] == "overall"]
-    out = {}
-    for kind, part in overall.groupby("schedule", sort=False):
-        r = part.loc[part["edit_score"].idxmax()]
-        out[kind] = {"lambda1": float(r["lambda1"]), "edit_accuracy": round(float(r["edit_accuracy"]), 4),
-                     "preservation": round(float(r["preservation"]), 4), "edit_score": round(float(r["edit_score"]), 4)}
-    return out
+    r = overall.loc[overall["edit_score"].idxmax()]
+    return {"schedule": str(r["schedule"]),
+            **{k: round(float(r[k]), 4) for k in ("edit_accuracy", "preservation", "edit_score")}}
+
+
+def schedule_plot(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the overall edit_score per start value lambda1 (rows) and schedule (columns): the DVC plot
+    reports/plots/lambda_schedules.csv, one line per schedule."""
+    overall = table[table["type"] == "overall"]
+    wide = overall.pivot(index="lambda1", columns="schedule", values="edit_score")
+    return wide[list(dict.fromkeys(overall["schedule"]))].reset_index().rename_axis(columns=None)

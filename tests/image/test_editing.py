@@ -29,9 +29,11 @@ def test_reconstruction_is_exact_for_onehot_and_lai_with_both_methods(bench):
     exact = per_case[per_case["pseudo_inverse"].isin(["onehot", "lai"])]
     assert exact["exact"].all() and (exact["token_accuracy"] == 1.0).all() and (exact["psnr"] == 100.0).all()
     assert set(mismatch) == {"masked/model", "multinomial/model"} and all(0 <= v <= 1 for v in mismatch.values())
-    report = re_.reconstruction_report(per_case, mismatch, {"steps": 3})
-    assert report["masked"]["onehot"]["token_accuracy"] == 1.0 and report["multinomial"]["lai"]["min_token_accuracy"] == 1.0
-    assert "mismatch_rate" in report["masked"]["model"] and "token_accuracy" in report["regeneration"]
+    assert re_.reconstruction_report(per_case) == {"exact": 1.0}  # the headline: small and flat
+    table = re_.summary_table(per_case, mismatch).set_index(["method", "pseudo_inverse"])
+    assert table.loc[("masked", "onehot"), "token_accuracy"] == 1.0 and table.loc[("multinomial", "lai"), "min_token_accuracy"] == 1.0
+    assert table.loc[("masked", "model"), "mismatch_rate"] == pytest.approx(mismatch["masked/model"])
+    assert np.isnan(table.loc[("regeneration", "none"), "mismatch_rate"])
     assert outputs["regeneration"].shape == (6, 16, 16)
 
 
@@ -48,9 +50,15 @@ def test_runner_edits_scores_and_caches_inversions(bench):
     base = ee.baselines(runner, s)
     inpaint = base[(base["method"] == "inpainting_oracle_mask")]
     assert (inpaint["preservation"] == 1.0).all()  # everything outside the true mask is kept
-    report = ee.editing_report(ee.summarize(runner.score(runner.edit(s)), []), base, s, seed=0)
-    assert set(report["overall"]) == {"dice", *ee.BASELINES} and report["overall"]["dice"]["settings"]["tau"] == 0.8
-    assert report["overall"]["dice"]["settings"]["seed"] == 0 and "lambda" in lam.columns
+    dice = ee.summarize(runner.score(runner.edit(s)), [])
+    report = ee.editing_report(dice)
+    assert list(report) == ["edit_accuracy", "preservation", "edit_score"]  # flat: DICE overall only
+    assert report["edit_score"] == round(dice.loc[dice["type"] == "overall", "edit_score"].item(), 4)
+    chosen = ee.settings_table(s, seed=0).set_index("setting")["value"]
+    assert chosen["tau"] == "0.8" and chosen["seed"] == "0" and chosen["pseudo_inverse"] == "lai"
+    plots = ee.sweep_plots({"lambda": lam})
+    assert list(plots["lambda"].columns) == ["lambda", "edit_accuracy", "preservation", "edit_score"]
+    assert plots["lambda"]["lambda"].tolist() == [0.5, 1.0]  # one row per swept value (overall), numeric x
     rows = ee.example_rows(runner.cases)
     assert len(rows) == 6 and runner.cases["type"].iloc[rows].is_unique
     cols = ee.example_columns(runner, s, runner.edit(s), rows[:2])
@@ -64,8 +72,14 @@ def test_schedules_and_walkthrough_helpers(bench):
     curves = ee.schedule_curves(runner.inversion(s), ["uniform", "linear", "mi"], [0.5], 1.0)
     lin = curves[curves["schedule"] == "linear"]["lambda1"].to_numpy()
     assert lin[0] == pytest.approx(0.5) and lin[-1] == pytest.approx(1.0)
-    table = ee.schedule_sweep(runner, s, ["uniform", "exponential"], [0.5])
-    assert set(ee.schedule_report(table)) == {"uniform", "exponential"}
+    table = ee.schedule_sweep(runner, s, ["uniform", "exponential"], [0.5, 0.9])
+    report = ee.schedule_report(table)
+    overall = table[table["type"] == "overall"]
+    assert report["schedule"] in {"uniform", "exponential"} and report["edit_score"] == round(overall["edit_score"].max(), 4)
+    wide = ee.schedule_plot(table)  # one column per schedule: one line each in `dvc plots`
+    assert list(wide.columns) == ["lambda1", "uniform", "exponential"] and wide["lambda1"].tolist() == [0.5, 0.9]
+    assert wide.set_index("lambda1").loc[0.9, "exponential"] == pytest.approx(
+        overall[(overall["schedule"] == "exponential") & (overall["lambda1"] == 0.9)]["edit_score"].item())
     inv = runner.inversion(s)
     assert wt.states(inv).shape == (4, 16, 16) and wt.masks(inv)[-1].all()  # tau = 1: fully noised at the top
     z = wt.latent_at_source(inv)
