@@ -273,7 +273,7 @@ def comparison_figure(final: pd.DataFrame, scores: tuple[str, ...] = ("edit_accu
                 part = final[(final["model"] == model) & (final["method"] == method)].set_index("type").loc[types]
                 ax.bar(x + (j - (len(methods) - 1) / 2) * width, part[score], width, yerr=_err(part, score),
                        capsize=1.5, error_kw={"elinewidth": 0.7}, color=f"C{j}", label=METHOD_NAMES[method])
-            ax.set_xticks(x, [t.replace("_", " ") for t in types], fontsize=7)
+            ax.set_xticks(x, [t.replace("_", "\n") for t in types], fontsize=7)
             ax.set_ylim(0, 1.05)
             ax.grid(axis="y", alpha=0.3)
             ax.tick_params(axis="y", labelsize=7)
