@@ -321,7 +321,7 @@ def lambda_edits_figure(case: pd.Series, source: np.ndarray, target: np.ndarray,
     preservation and whether it parses as the target prompt (green / red frame)."""
     n = len(edits)
     ncol = max(3, n)
-    fig, axes = plt.subplots(2, ncol, figsize=(1.75 * ncol, 5.2), squeeze=False, gridspec_kw={"hspace": 0.55})
+    fig, axes = plt.subplots(2, ncol, figsize=(1.75 * ncol, 4.7), squeeze=False, gridspec_kw={"hspace": 0.45})
     show_tokens(axes[0, 0], source, f"source\n{_wrap(case['source_prompt'], 26)}", fontsize=6.5)
     show_tokens(axes[0, 1], target, f"oracle target\n{_wrap(case['target_prompt'], 26)}", fontsize=6.5)
     show_mask(axes[0, 2], mask, f"edit mask ({int(np.sum(mask))} px)", fontsize=6.5)
