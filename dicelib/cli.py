@@ -313,7 +313,9 @@ def models() -> None:
 
     for name, spec in sorted(REGISTRY.items()):
         status = "random weights"
-        if spec.family == "shapes":
+        if name == "shapes-oracle":
+            status = "exact, no weights"
+        elif spec.family == "shapes":
             status = "trained" if CHECKPOINT.is_file() else "not trained yet"
         elif "/" in name:
             try:

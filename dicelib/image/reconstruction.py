@@ -18,16 +18,20 @@ import torch
 from tqdm import tqdm
 
 from . import metrics as im
+from . import models as image_models
 from . import shapesbench as sb
 from ..core.api import invert, reconstruct
 from ..core.regeneration import regenerate
+from ..errors import list_of
 from ..io import stage_params
 from .benchmark_build import PER_TYPE, SPLIT
 from .shapes_model import encode
 
 METHODS = ("masked", "multinomial")
 PSEUDO_INVERSES = ("onehot", "model", "lai")
-PARAMS = stage_params("reconstruction", "seed steps cfg_scale noise margin", split=SPLIT, per_type=PER_TYPE)  # notebook 02
+PARAMS = stage_params("reconstruction", "seed steps cfg_scale noise margin", split=SPLIT, per_type=PER_TYPE,
+                      models=list_of(image_models.MODEL))  # notebook 02
+FIGURE_COLUMNS = ("masked/onehot", "masked/model", "multinomial/lai", "regeneration")  # 02-reconstruction.png, per model
 
 
 def _scores(pred: np.ndarray, source: np.ndarray, cases: pd.DataFrame, **columns: Any) -> pd.DataFrame:
@@ -67,14 +71,36 @@ def reconstruction(model: Any, cases: pd.DataFrame, grids: dict[str, np.ndarray]
     return pd.concat(rows, ignore_index=True), mismatch, outputs
 
 
-def summary_table(per_case: pd.DataFrame, mismatch: dict[str, float] | None = None) -> pd.DataFrame:
-    """Return mean scores per (method, pseudo_inverse), with the fraction of exact reconstructions and,
-    where given, the `model` pseudo-inverse's mismatch rate (reports/tables/reconstruction.csv)."""
+def reconstructions(models: dict[str, Any], cases: pd.DataFrame, grids: dict[str, np.ndarray], steps: int = 16,
+                    cfg_scale: float | None = None, noise: str = "mask", margin: float = 1.0, seed: int = 0,
+                    progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
+    """Return `reconstruction` for every model of `models` ({registry name: denoiser}) on the same cases:
+    (per-case scores with a `model` column (its label), {label: mismatch rates}, {label: outputs});
+    guidance off for image_models.NO_GUIDANCE models."""
+    rows, mismatch, outputs = [], {}, {}
+    for name, model in models.items():
+        lab = image_models.label(name)
+        per_case, mismatch[lab], outputs[lab] = reconstruction(
+            model, cases, grids, steps=steps, cfg_scale=image_models.guidance(name, cfg_scale), noise=noise,
+            margin=margin, seed=seed, progress=progress)
+        rows.append(per_case.assign(model=lab))
+    table = pd.concat(rows, ignore_index=True)
+    return table[["model", *[c for c in table if c != "model"]]], mismatch, outputs
+
+
+def summary_table(per_case: pd.DataFrame, mismatch: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Return mean scores per ([model,] method, pseudo_inverse), with the fraction of exact reconstructions and,
+    where given, the `model` pseudo-inverse's mismatch rate ({"<method>/model": rate}, or per model label
+    {label: {...}} for a table with a `model` column) (reports/tables/reconstruction.csv)."""
     cols = ["token_accuracy", "exact", "psnr", "mse", "ssim"]
-    out = per_case.groupby(["method", "pseudo_inverse"], sort=False)[cols].mean().reset_index()
-    out["min_token_accuracy"] = per_case.groupby(["method", "pseudo_inverse"], sort=False)["token_accuracy"].min().to_numpy()
+    keys = [k for k in ("model", "method", "pseudo_inverse") if k in per_case]
+    groups = per_case.groupby(keys, sort=False)
+    out = groups[cols].mean().reset_index()
+    out["min_token_accuracy"] = groups["token_accuracy"].min().to_numpy()
     if mismatch is not None:
-        out["mismatch_rate"] = [mismatch.get(f"{m}/{p}", np.nan) for m, p in zip(out["method"], out["pseudo_inverse"])]
+        per_model = "model" in out
+        out["mismatch_rate"] = [(mismatch.get(r["model"], {}) if per_model else mismatch).get(
+            f"{r['method']}/{r['pseudo_inverse']}", np.nan) for _, r in out.iterrows()]
     return out.rename(columns={"exact": "exact_fraction"})
 
 
@@ -85,3 +111,8 @@ def reconstruction_report(per_case: pd.DataFrame) -> dict[str, float | None]:
     """
     exact = per_case[per_case["pseudo_inverse"].isin(["onehot", "lai"])]["exact"]
     return {"exact": round(float(exact.mean()), 6) if len(exact) else None}
+
+
+def reconstruction_reports(per_case: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Return {model label: reconstruction_report} (reports/metrics/reconstruction_<label>.json)."""
+    return {m: reconstruction_report(part) for m, part in per_case.groupby("model", sort=False)}

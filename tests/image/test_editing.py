@@ -46,13 +46,13 @@ def test_runner_edits_scores_and_caches_inversions(bench):
     lam = ee.sweep(runner, s, "lambda1", [0.5, 1.0], label="lambda")
     assert len(runner._inversions) == 1  # the lambda sweep inverted once
     assert set(lam["type"]) == {"overall", *cases["type"]} and len(lam) == 2 * 7
-    assert lam[["edit_accuracy", "preservation"]].stack().between(0, 1).all()
+    assert lam[["edit_accuracy", "preservation", "exact_parse"]].stack().between(0, 1).all()
     base = ee.baselines(runner, s)
     inpaint = base[(base["method"] == "inpainting_oracle_mask")]
     assert (inpaint["preservation"] == 1.0).all()  # everything outside the true mask is kept
     dice = ee.summarize(runner.score(runner.edit(s)), [])
     report = ee.editing_report(dice)
-    assert list(report) == ["edit_accuracy", "preservation", "edit_score"]  # flat: DICE overall only
+    assert list(report) == ["exact_parse", "preservation", "edit_score"]  # flat: DICE overall only
     assert report["edit_score"] == round(dice.loc[dice["type"] == "overall", "edit_score"].item(), 4)
     chosen = ee.settings_table(s, seed=0).set_index("setting")["value"]
     assert chosen["tau"] == "0.8" and chosen["seed"] == "0" and chosen["pseudo_inverse"] == "lai"
@@ -76,6 +76,7 @@ def test_schedules_and_walkthrough_helpers(bench):
     report = ee.schedule_report(table)
     overall = table[table["type"] == "overall"]
     assert report["schedule"] in {"uniform", "exponential"} and report["edit_score"] == round(overall["edit_score"].max(), 4)
+    assert set(report) == {"schedule", "lambda1", *ee.HEADLINE}
     wide = ee.schedule_plot(table)  # one column per schedule: one line each in `dvc plots`
     assert list(wide.columns) == ["lambda1", "uniform", "exponential"] and wide["lambda1"].tolist() == [0.5, 0.9]
     assert wide.set_index("lambda1").loc[0.9, "exponential"] == pytest.approx(
@@ -88,3 +89,51 @@ def test_schedules_and_walkthrough_helpers(bench):
     assert edits.shape == (2, len(runner.cases), 16, 16)
     table = wt.lambda_table(edits[:, 0], [0.0, 1.0], grids["source"][0], grids["target"][0], grids["mask"][0])
     assert list(table.columns) == ["lambda1", "lambda2", "edit_accuracy", "preservation"]
+
+
+def test_bootstrap_intervals_cover_the_mean_and_shrink_with_cases():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(10), rng.random(1000)
+    lo, hi = ee.bootstrap_ci(small, seed=1)
+    assert lo < small.mean() < hi
+    lo2, hi2 = ee.bootstrap_ci(large, seed=1)
+    assert hi2 - lo2 < (hi - lo) / 3  # about 1/sqrt(100) as wide
+    assert ee.bootstrap_ci(np.ones(5)) == (1.0, 1.0) and ee.bootstrap_ci(small, seed=1) == (lo, hi)  # seeded
+    assert np.isnan(ee.bootstrap_ci(np.array([np.nan]))[0])
+
+
+def test_ablations_compare_models_on_the_same_eval_cases(bench):
+    model, cases, grids = bench
+    other = smod.ShapesDenoiser(smod.ShapesConfig(dim=32, depth=1, heads=2, pixel_dim=8, num_steps=4)).eval()
+    s = ee.EditSettings(steps=3, tau=0.8, cfg_scale=2.0, pseudo_inverse="lai", noise="mask", lambda1=0.7)
+    values = {"pseudo_inverse": ["lai"], "lambda": [0.5, 0.9], "tau": [0.8], "cfg_scale": [1.0, 2.0],
+              "injection": ["add"], "margin": [1.0]}
+    res = ee.ablations({"shapes-oracle": model, "shapes": other}, (cases, grids), (cases, grids), s, values)
+    assert set(res.chosen) == {"oracle", "learned"}
+    assert res.chosen["oracle"].cfg_scale is None and res.chosen["learned"].cfg_scale in (1.0, 2.0)  # oracle: unguided
+    assert "oracle" not in set(res.sweeps["cfg_scale"]["model"])  # no guidance sweep for it
+    final = res.final()
+    assert set(final["method"]) == {"dice", *ee.BASELINES} and set(final["model"]) == {"oracle", "learned"}
+    for model_label in ("oracle", "learned"):  # same cases for every method and model
+        part = res.per_case[res.per_case["model"] == model_label]
+        assert all(set(g["id"]) == set(cases["id"]) for _, g in part.groupby("method"))
+    row = final.iloc[0]
+    assert row["edit_accuracy_lo"] <= row["edit_accuracy"] <= row["edit_accuracy_hi"]
+    dice = res.per_case[(res.per_case["method"] == "dice") & (res.per_case["model"] == "learned")]
+    sweep = res.per_case[(res.per_case["method"] == "dice_sweep") & (res.per_case["model"] == "learned")
+                         & (res.per_case["lambda"] == res.chosen["learned"].lambda1)]
+    np.testing.assert_array_equal(dice["edit_accuracy"].to_numpy(), sweep["edit_accuracy"].to_numpy())  # DICE = its sweep point
+    reports = res.reports()
+    assert set(reports) == {"oracle", "learned"} and all(list(r) == list(ee.HEADLINE) for r in reports.values())
+    assert set(ee.sweep_plots(res.sweeps)) >= {"oracle_lambda", "learned_lambda", "learned_cfg_scale"}
+    assert res.outputs["oracle"]["dice"].shape == (len(cases), 16, 16)
+
+
+def test_reconstructions_per_model_and_their_reports(bench):
+    model, cases, grids = bench
+    per_case, mismatch, outputs = re_.reconstructions({"shapes-oracle": model, "shapes": model}, cases, grids, steps=3,
+                                                      cfg_scale=2.0)
+    assert list(per_case["model"].unique()) == ["oracle", "learned"] and set(mismatch) == set(outputs) == {"oracle", "learned"}
+    assert re_.reconstruction_reports(per_case) == {"oracle": {"exact": 1.0}, "learned": {"exact": 1.0}}
+    table = re_.summary_table(per_case, mismatch).set_index(["model", "method", "pseudo_inverse"])
+    assert table.loc[("learned", "masked", "model"), "mismatch_rate"] == pytest.approx(mismatch["learned"]["masked/model"])
