@@ -322,11 +322,10 @@ def null_log_partition(loglik: torch.Tensor, tb: Tables) -> torch.Tensor:
     # two objects: sum over unordered pairs = half the sum over ordered (p, cA), (q, cB), cA != cB, both != b
     m = d.amax(3, keepdim=True).clamp(min=-1e300)  # [R, nk, b, 1, c]: per-column shift (finite)
     e = torch.exp(d - m)  # zero where c == b
-    e = e.view(r, nk, k, nsh, nsp, k).permute(0, 1, 2, 4, 3, 5).reshape(r, nk, k, nsp, nsh * k)
+    e = e.view(r, nk, k, nsh, nsp, k).sum(3)  # [R, nk, b, NP, c]: the pair prior does not depend on the shapes
     pair = torch.from_numpy(tb.pair)  # [NP, NP]
-    pe = torch.einsum("pq,rkbqj->rkbpj", pair, e)  # [R, nk, b, NP, nsh*K]
-    mm = torch.einsum("rkbpi,rkbpj->rkbij", e, pe)  # [R, nk, b, nsh*K, nsh*K]
-    mm = mm.view(r, nk, k, nsh, k, nsh, k).sum((3, 5))  # [R, nk, b, cA, cB]
+    pe = torch.einsum("pq,rkbqj->rkbpj", pair, e)  # [R, nk, b, NP, c]
+    mm = torch.einsum("rkbpi,rkbpj->rkbij", e, pe)  # [R, nk, b, cA, cB]
     shift = m.squeeze(3)  # [R, nk, b, c]
     b_, ca, cb = torch.arange(k).view(k, 1, 1), torch.arange(k).view(1, k, 1), torch.arange(k).view(1, 1, k)
     valid = (ca != cb) & (b_ != ca) & (b_ != cb)  # [b, cA, cB]
