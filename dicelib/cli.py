@@ -314,7 +314,7 @@ def models() -> None:
     for name, spec in sorted(REGISTRY.items()):
         status = "random weights"
         if name == "shapes-oracle":
-            status = "exact, no weights"
+            status = "no weights"
         elif spec.family == "shapes":
             status = "trained" if CHECKPOINT.is_file() else "not trained yet"
         elif "/" in name:

@@ -76,9 +76,9 @@ def _shapes(source: str, device: torch.device | None) -> Any:
 
 
 def _shapes_oracle(source: str, device: torch.device | None) -> Any:
-    from .image.shapes_oracle import load_shapes_oracle
+    from .image.shapes_oracle import ShapesOracle
 
-    return load_shapes_oracle(device)
+    return ShapesImageModel(ShapesOracle(), name="shapes-oracle")  # exact: no weights, computes on the CPU
 
 
 # Each model's method, noise and guidance come from its class; tau and lambda from the paper's Table 7

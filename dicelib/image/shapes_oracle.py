@@ -70,7 +70,7 @@ class Grammar:
 
 @dataclass(frozen=True)
 class OracleConfig:
-    """What the oracle needs of the `shapes` model's interface (the prompt length of its word ids)."""
+    """The `shapes` model's interface the oracle shares: word-id length and mask-and-replace schedule."""
 
     prompt_len: int = 14
     num_steps: int = 16  # T of the mask-and-replace transition schedule (as the `shapes` model's)
@@ -121,6 +121,7 @@ class Tables:
 
 @lru_cache(maxsize=8)
 def tables(g: Grammar) -> Tables:
+    """Return the (cached) placement tables of a grammar."""
     return Tables(g)
 
 
@@ -132,6 +133,12 @@ class PromptTable:
     placements: np.ndarray  # [S, n] placement index per object
     colours: np.ndarray  # [n] colour id per object
     log_prior: np.ndarray  # [S]
+    used: torch.Tensor = field(init=False)  # [U] the placements any scene uses
+    local: torch.Tensor = field(init=False)  # [S, n] index into `used`
+
+    def __post_init__(self) -> None:
+        used, local = np.unique(self.placements, return_inverse=True)
+        self.used, self.local = torch.from_numpy(used), torch.from_numpy(local.reshape(self.placements.shape))
 
 
 def prompt_table(text: str, g: Grammar) -> PromptTable:
@@ -233,14 +240,15 @@ class ShapesOracle:
         return texts
 
     def table(self, text: str) -> PromptTable:
+        """Return the scene table of a prompt (cached, oldest dropped first)."""
         if text not in self._prompts:
             if len(self._prompts) >= self._cache_size:
                 self._prompts.pop(next(iter(self._prompts)))
             self._prompts[text] = prompt_table(text, self.grammar)
         return self._prompts[text]
 
-    def marginals(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-        """Return p(x0_i = c | x_t, t, prompt) [B, D, K] float64."""
+    def marginals(self, x: torch.Tensor, t: torch.Tensor, cond: Any, kinds: tuple[str, ...] | None = None) -> torch.Tensor:
+        """Return p(x0_i = c | x_t, t, prompt) [B, D, K] float64 (under `kinds` instead of the oracle's own when given)."""
         x = torch.as_tensor(x).long().cpu()
         if x.dim() != 2 or x.shape[1] != self.num_positions:
             raise DiceError(f"the oracle takes x of shape [B, {self.num_positions}], got {list(x.shape)}")
@@ -248,7 +256,7 @@ class ShapesOracle:
             raise DiceError(f"x must hold colour ids 0..{self.num_classes - 1} or [MASK] = {self.mask_id}")
         t = torch.as_tensor(t).cpu().double().reshape(-1).expand(x.shape[0])
         texts = self.prompts(cond, x.shape[0])
-        loglik = log_likelihoods(x, t, self.num_classes, self.kinds, self.config.replace_share, self.floor)
+        loglik = log_likelihoods(x, t, self.num_classes, kinds or self.kinds, self.config.replace_share, self.floor)
         out = torch.empty(x.shape[0], self.num_positions, self.num_classes, dtype=torch.float64)
         groups: dict[str, list[int]] = {}
         for i, text in enumerate(texts):
@@ -265,22 +273,21 @@ class ShapesOracle:
 
     def _prompt(self, loglik: torch.Tensor, tab: PromptTable) -> torch.Tensor:
         """Return marginals [R, D, K] for rows of one prompt: enumeration over its scene table."""
-        tb, r, nk = self.tables, loglik.shape[0], loglik.shape[1]
-        k, bg = self.num_classes, tab.background
-        a = torch.einsum("pd,rkdc->rkpc", tb.pixels, loglik)  # [R, nk, npl, K]: log-lik summed over each placement
+        r, k, bg = loglik.shape[0], self.num_classes, tab.background
+        pixels = self.tables.pixels[tab.used]  # [U, D]
+        cols = torch.from_numpy(np.concatenate([[bg], tab.colours]))
+        a = torch.einsum("pd,rkdc->rkpc", pixels, loglik[..., cols])  # [R, nk, U, 1 + n]: log-lik over each placement
         ll = loglik[..., bg].sum(-1, keepdim=True)  # [R, nk, 1]
-        for j, c in enumerate(tab.colours.tolist()):
-            pl = torch.from_numpy(tab.placements[:, j])
-            ll = ll + a[:, :, pl, c] - a[:, :, pl, bg]  # [R, nk, S]
+        for j in range(len(tab.colours)):
+            pl = tab.local[:, j]
+            ll = ll + a[:, :, pl, j + 1] - a[:, :, pl, 0]  # [R, nk, S]
         lw = torch.logsumexp(ll, 1) + torch.from_numpy(tab.log_prior)  # uniform kind prior: a constant
         w = torch.softmax(lw, -1)  # [R, S]
         out = torch.zeros(r, self.num_positions, k, dtype=torch.float64)
         out[..., bg] = 1.0
-        npl = tb.pixels.shape[0]
         for j, c in enumerate(tab.colours.tolist()):
-            pl = torch.from_numpy(tab.placements[:, j])
-            v = torch.zeros(r, npl, dtype=torch.float64).index_add_(1, pl, w)  # [R, npl] posterior of each placement
-            cover = v @ tb.pixels  # [R, D]
+            v = torch.zeros(r, len(tab.used), dtype=torch.float64).index_add_(1, tab.local[:, j], w)  # placement posterior
+            cover = v @ pixels  # [R, D]
             out[..., c] += cover
             out[..., bg] -= cover
         return out.clamp(min=0.0)
@@ -315,11 +322,10 @@ def null_log_partition(loglik: torch.Tensor, tb: Tables) -> torch.Tensor:
     # two objects: sum over unordered pairs = half the sum over ordered (p, cA), (q, cB), cA != cB, both != b
     m = d.amax(3, keepdim=True).clamp(min=-1e300)  # [R, nk, b, 1, c]: per-column shift (finite)
     e = torch.exp(d - m)  # zero where c == b
-    e = e.view(r, nk, k, nsh, nsp, k).permute(0, 1, 2, 4, 3, 5).reshape(r, nk, k, nsp, nsh * k)
+    e = e.view(r, nk, k, nsh, nsp, k).sum(3)  # [R, nk, b, NP, c]: the pair prior does not depend on the shapes
     pair = torch.from_numpy(tb.pair)  # [NP, NP]
-    pe = torch.einsum("pq,rkbqj->rkbpj", pair, e)  # [R, nk, b, NP, nsh*K]
-    mm = torch.einsum("rkbpi,rkbpj->rkbij", e, pe)  # [R, nk, b, nsh*K, nsh*K]
-    mm = mm.view(r, nk, k, nsh, k, nsh, k).sum((3, 5))  # [R, nk, b, cA, cB]
+    pe = torch.einsum("pq,rkbqj->rkbpj", pair, e)  # [R, nk, b, NP, c]
+    mm = torch.einsum("rkbpi,rkbpj->rkbij", e, pe)  # [R, nk, b, cA, cB]
     shift = m.squeeze(3)  # [R, nk, b, c]
     b_, ca, cb = torch.arange(k).view(k, 1, 1), torch.arange(k).view(1, k, 1), torch.arange(k).view(1, 1, k)
     valid = (ca != cb) & (b_ != ca) & (b_ != cb)  # [b, cA, cB]
@@ -329,10 +335,3 @@ def null_log_partition(loglik: torch.Tensor, tb: Tables) -> torch.Tensor:
     log_z2 = base + torch.logsumexp(log_mm.flatten(-2), -1) + log_c2
     per_kind = torch.logaddexp(torch.logsumexp(log_z1, -1), torch.logsumexp(log_z2, -1))  # [R, nk]
     return torch.logsumexp(per_kind, -1) - math.log(nk)
-
-
-def load_shapes_oracle(device: str | torch.device | None = None) -> Any:
-    """Return the oracle wrapped with image I/O (encode_image, decode, encode_prompt), as the CLI needs it."""
-    from .shapes_image_model import ShapesImageModel
-
-    return ShapesImageModel(ShapesOracle(), name="shapes-oracle")
