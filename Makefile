@@ -10,7 +10,7 @@ help:  ## list the targets
 install:  ## install dicelib and everything the pipeline needs (torch pinned to the CPU-capable 2.13.0)
 	$(PIP) install -q -e .
 
-install-dev:  ## install dicelib with the test tools
+install-dev:  ## install dicelib with the test tools (Ray included: the sweep tests start a local cluster)
 	$(PIP) install -q -e ".[dev]"
 
 repro: install  ## set up and run the whole DVC pipeline on the embedded defaults (up to date on a fresh clone)
@@ -29,7 +29,7 @@ test: install-dev  ## set up and run the tests, notebooks included (teaching siz
 lab: install  ## open the notebooks in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
-bench: install  ## time inversion + editing of the adapters: real shapes on CUDA, --small on a CPU
+bench: install  ## time inversion + editing of the adapters (medians after a warm-up) -> benchmarks/results/bench_adapters_<machine>_<date>.json
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)

@@ -5,8 +5,10 @@ VQ-Diffusion ITHQ (32x32 tokens, 4096 classes, 36 layers; multinomial method, T 
 (512 px: 128x128 tokens, codebook 8192, the 1.0 B-parameter PaellaNet with ByT5-XL and CLIP ViT-H
 text; masked method with uniform renoising, 32 steps; `--models paella`, a GPU job). `--small`
 shrinks each to CPU-friendly sizes. For each model and store mode it reports seconds for one
-inversion and one edit (guidance on, as in the paper), the inversion's size, peak memory (CUDA:
-max allocated; CPU: peak RSS growth sampled every 5 ms) and whether reconstruction was exact.
+inversion and one edit (guidance on, as in the paper; the median of --repeats after one untimed
+warm-up inversion and edit), the inversion's size, peak memory (CUDA: max allocated; CPU: peak RSS
+growth sampled every 5 ms, over one timed inversion and edit) and whether reconstruction was exact.
+Results go to benchmarks/results/bench_adapters_<machine>_<date>.json (or --json).
 
     python benchmarks/bench_adapters.py --small            # CPU, seconds
     python benchmarks/bench_adapters.py --device cuda      # real sizes on a GPU
@@ -15,7 +17,6 @@ max allocated; CPU: peak RSS growth sampled every 5 ms) and whether reconstructi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import threading
@@ -26,8 +27,7 @@ import torch
 
 import dicelib
 from dicelib.adapters.random_components import random_amused, random_paella, random_vq_diffusion
-
-HERE = Path(__file__).resolve().parent
+from timing import results_path, sync, timed, write_results
 
 
 class PeakMemory:
@@ -66,14 +66,12 @@ class PeakMemory:
             self.peak = self._max - self.base
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+_sync = sync  # the name bench_grid imports
 
 
 def bench_model(name: str, model: object, steps: int | None, stores: list[str], batch: int, cfg: float,
-                seed: int) -> list[dict]:
-    """Return one result row per store mode: seconds for invert and edit, memory, exactness."""
+                seed: int, repeats: int = 3) -> list[dict]:
+    """Return one result row per store mode: median seconds for invert and edit, memory, exactness."""
     device = model.device
     gen = torch.Generator(device=device).manual_seed(seed)
     x0 = torch.randint(model.num_classes, (batch, model.num_positions), generator=gen, device=device)
@@ -81,24 +79,27 @@ def bench_model(name: str, model: object, steps: int | None, stores: list[str], 
     tgt = model.encode_prompt(["a photo of a dog"] * batch)
     method = model.method
     opts = {"noise": model.noise} if method == "masked" else {}
-    model.logits(x0, torch.zeros(batch, device=device), src)  # warm-up (kernels, allocator)
     rows = []
     for store in stores:
-        _sync(device)
-        with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            inv = dicelib.invert(model, x0, src, method=method, steps=steps, cfg_scale=cfg, store=store,
-                                 generator=torch.Generator(device=device).manual_seed(seed), **opts)
-            _sync(device)
-            t1 = time.perf_counter()
-            edited = dicelib.edit(model, inv, tgt, lambda1=0.7, lambda2=0.3,
-                                  generator=torch.Generator(device=device).manual_seed(seed + 1))
-            _sync(device)
-            t2 = time.perf_counter()
+        invert = lambda: dicelib.invert(model, x0, src, method=method, steps=steps, cfg_scale=cfg,  # noqa: E731
+                                        store=store, generator=torch.Generator(device=device).manual_seed(seed), **opts)
+        inv = invert()  # warm-up (kernels, allocator)
+        edit = lambda: dicelib.edit(model, inv, tgt, lambda1=0.7, lambda2=0.3,  # noqa: E731
+                                    generator=torch.Generator(device=device).manual_seed(seed + 1))
+        edit()
+        inv = None
+        sync(device)
+        with PeakMemory(device) as mem:  # one inversion and edit, as a user runs them; `edit` then reuses `inv`
+            inv = invert()
+            edit()
+            sync(device)
+        _, invert_s, invert_all = timed(invert, device, repeats, warmup=0)
+        edited, edit_s, edit_all = timed(edit, device, repeats, warmup=0)
         recon = dicelib.edit(model, inv, src, lambda1=1.0, lambda2=0.0)
         rows.append({"model": name, "method": method, "store": store, "batch": batch, "tokens": model.num_positions,
-                     "classes": model.num_classes, "steps": inv.num_edit_steps, "invert_s": t1 - t0, "edit_s": t2 - t1,
-                     "total_s": t2 - t0, "inversion_mib": inv.nbytes() / 2**20, "peak_mib": mem.peak / 2**20,
+                     "classes": model.num_classes, "steps": inv.num_edit_steps, "invert_s": invert_s, "edit_s": edit_s,
+                     "total_s": invert_s + edit_s, "repeats": repeats, "invert_s_all": invert_all,
+                     "edit_s_all": edit_all, "inversion_mib": inv.nbytes() / 2**20, "peak_mib": mem.peak / 2**20,
                      "exact": bool(torch.equal(recon, x0)), "edit_changed": float((edited != x0).float().mean())})
         del inv, edited, recon
     return rows
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--masked-steps", type=int, default=32, help="aMUSEd and Paella inversion steps (the paper's 32)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=str(HERE / "results" / "bench_adapters.json"))
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up; the median is reported")
+    p.add_argument("--json", default=None, help="default: benchmarks/results/bench_adapters_<machine>_<date>.json")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -134,25 +136,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cfg = model.default_cfg
         params = sum(p.numel() for p in model.transformer.parameters())
         print(f"built {name} ({size}, {params / 1e6:.1f}M denoiser parameters) in {time.perf_counter() - t0:.1f}s")
-        for row in bench_model(name, model, steps, stores, a.batch, cfg, a.seed):
+        for row in bench_model(name, model, steps, stores, a.batch, cfg, a.seed, a.repeats):
             rows.append({**row, "size": size, "denoiser_params_m": params / 1e6})
         del model
     header = f"{'model':13s} {'size':5s} {'store':8s} {'tokens':>6s} {'K':>5s} {'steps':>5s} {'invert s':>9s} " \
              f"{'edit s':>8s} {'total s':>8s} {'inv MiB':>8s} {'peak MiB':>9s} exact"
     print(f"\ndevice: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}), "
-          f"threads: {torch.get_num_threads()}, batch: {a.batch}, guidance on")
+          f"threads: {torch.get_num_threads()}, batch: {a.batch}, guidance on, median of {a.repeats} after a warm-up")
     print(header)
     for r in rows:
         print(f"{r['model']:13s} {r['size']:5s} {r['store']:8s} {r['tokens']:6d} {r['classes']:5d} {r['steps']:5d} "
               f"{r['invert_s']:9.2f} {r['edit_s']:8.2f} {r['total_s']:8.2f} {r['inversion_mib']:8.1f} "
               f"{r['peak_mib']:9.1f} {r['exact']}")
-    out = Path(a.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    os.replace(tmp, out)  # atomic: never a half-written result
+            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "repeats": a.repeats, "warmup": 1, "statistic": "median", "load_average_1m": os.getloadavg()[0]}
+    out = write_results(Path(a.json) if a.json else results_path("bench_adapters", device), meta, rows)
     print(f"wrote {out}")
     return rows
 

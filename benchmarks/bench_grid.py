@@ -9,7 +9,9 @@ the grid, peak memory, and the ratios to the reference; reconstruction is checke
 and every edit token for token against the reference's (all but bfloat16, whose rounded latents
 are exact for reconstruction only). Models: the embedded `shapes` checkpoint (16x16, K = 8), and the
 random-weight adapters at `--size` (small: CPU; real: aMUSEd-256 16x16 / 8192 codes and
-VQ-Diffusion ITHQ 32x32 / 4096 classes, a GPU job).
+VQ-Diffusion ITHQ 32x32 / 4096 classes, a GPU job). Every time is the median of --repeats runs
+after one untimed warm-up run; peak memory is the first timed run's. Results go to
+benchmarks/results/bench_grid_<machine>_<date>.json (or --json).
 
     python benchmarks/bench_grid.py                       # CPU: shapes + small adapters
     python benchmarks/bench_grid.py --size real --device cuda
@@ -18,19 +20,16 @@ VQ-Diffusion ITHQ 32x32 / 4096 classes, a GPU job).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
 import dicelib
-from bench_adapters import PeakMemory, _sync
+from bench_adapters import PeakMemory
 from reference_loop import reference_edit, reference_latents
+from timing import results_path, sync, timed, write_results
 
-HERE = Path(__file__).resolve().parent
 GRID = [round(0.05 + 0.06 * i, 2) for i in range(16)]  # lambda1 0.05 .. 0.95 (lambda2 = 1 - lambda1)
 
 
@@ -57,18 +56,22 @@ def _models(size: str, device: torch.device, names: list[str]) -> dict:
     return out
 
 
-def _timed(device: torch.device, fn):
-    """Return (fn(), seconds, peak MiB)."""
-    _sync(device)
+REPEATS = 3
+
+
+def _timed(device: torch.device, repeats: int, fn):
+    """Return (fn(), median seconds of `repeats` runs after a warm-up, peak MiB of the first timed run)."""
+    fn()  # warm-up
+    sync(device)
     with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        seconds = time.perf_counter() - t0
+        fn()
+        sync(device)
+    out, seconds, _ = timed(fn, device, repeats, warmup=0)
     return out, seconds, mem.peak / 2**20
 
 
-def bench(name: str, model, kwargs: dict, src, tgt, stores: list[str], seed: int) -> list[dict]:
+def bench(name: str, model, kwargs: dict, src, tgt, stores: list[str], seed: int,
+          repeats: int = REPEATS) -> list[dict]:
     """Return one row for the reference and one per store mode, with ratios to the reference."""
     device = model.device
     x0 = torch.randint(model.num_classes, (1, model.num_positions), generator=torch.Generator().manual_seed(seed)).to(device)
@@ -76,17 +79,17 @@ def bench(name: str, model, kwargs: dict, src, tgt, stores: list[str], seed: int
     settings = [{"lambda1": lam, "cond": tgt} for lam in GRID]
     inv32 = dicelib.invert(model, x0, src, pseudo_inverse="lai", generator=torch.Generator(device=device).manual_seed(seed), **kwargs)
     model.logits(x0, torch.zeros(1, device=device), src)  # warm-up
-    latents, t_inv, m_inv = _timed(device, lambda: reference_latents(model, inv32))
-    ref, t_grid, m_grid = _timed(device, lambda: [reference_edit(model, inv32, latents, tgt, lam, None, g)
+    latents, t_inv, m_inv = _timed(device, repeats, lambda: reference_latents(model, inv32))
+    ref, t_grid, m_grid = _timed(device, repeats, lambda: [reference_edit(model, inv32, latents, tgt, lam, None, g)
                                                   for lam, g in zip(GRID, gens())])
     rows = [{"model": name, "impl": "reference", "store": "float32", "invert_s": t_inv, "edit_s": t_grid / len(GRID),
              "grid_edits_per_s": len(GRID) / t_grid, "peak_mib": max(m_inv, m_grid), "recon_exact": True,
              "same_edits": True}]
     for store in stores:
-        inv, t_inv, m_inv = _timed(device, lambda: dicelib.invert(model, x0, src, pseudo_inverse="lai", store=store,
+        inv, t_inv, m_inv = _timed(device, repeats, lambda: dicelib.invert(model, x0, src, pseudo_inverse="lai", store=store,
                                                                   generator=torch.Generator(device=device).manual_seed(seed), **kwargs))
-        _, t_one, _ = _timed(device, lambda: dicelib.edit(model, inv, tgt, lambda1=GRID[0], generator=gens()[0]))
-        out, t_grid, m_grid = _timed(device, lambda: dicelib.edit_grid(model, inv, settings, generators=gens()))
+        _, t_one, _ = _timed(device, repeats, lambda: dicelib.edit(model, inv, tgt, lambda1=GRID[0], generator=gens()[0]))
+        out, t_grid, m_grid = _timed(device, repeats, lambda: dicelib.edit_grid(model, inv, settings, generators=gens()))
         rows.append({"model": name, "impl": "dicelib", "store": store, "invert_s": t_inv, "edit_s": t_one,
                      "grid_edits_per_s": len(GRID) / t_grid, "peak_mib": max(m_inv, m_grid),
                      "recon_exact": torch.equal(dicelib.reconstruct(model, inv), x0),
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="default: results/bench_grid_<device>_<date>.json")
+    p.add_argument("--repeats", type=int, default=REPEATS, help="timed runs after the warm-up; the median is reported")
+    p.add_argument("--json", default=None, help="default: results/bench_grid_<machine>_<date>.json")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name, (model, kwargs, src, tgt) in _models(a.size, device, a.models.split(",")).items():
         with torch.no_grad():
-            rows += bench(name, model, kwargs, src, tgt, a.stores.split(","), a.seed)
+            rows += bench(name, model, kwargs, src, tgt, a.stores.split(","), a.seed, a.repeats)
     print(f"device: {device}, threads: {torch.get_num_threads()}, 16-point lambda grid, guidance on, LAI")
     print(f"{'model':13s} {'impl':9s} {'store':8s} {'D':>5s} {'K':>5s} {'steps':>5s} {'invert s':>8s} {'edit s':>7s} "
           f"{'grid edits/s':>12s} {'x ref':>6s} {'peak MiB':>8s} recon-exact same-edits")
@@ -123,13 +127,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['model']:13s} {r['impl']:9s} {r['store']:8s} {r['tokens']:5d} {r['classes']:5d} {r['steps']:5d} "
               f"{r['invert_s']:8.3f} {r['edit_s']:7.3f} {r['grid_edits_per_s']:12.1f} {r['grid_speedup']:6.2f} "
               f"{r['peak_mib']:8.1f} {r['recon_exact']!s:11s} {r['same_edits']}")
-    out = Path(a.json or HERE / "results" / f"bench_grid_{device.type}_{date.today().isoformat()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "size": a.size, "grid": GRID}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    os.replace(tmp, out)
+            "cpu_count": os.cpu_count(), "size": a.size, "grid": GRID, "repeats": a.repeats, "warmup": 1,
+            "statistic": "median"}
+    out = write_results(Path(a.json) if a.json else results_path("bench_grid", device), meta, rows)
     print(f"wrote {out}")
     return rows
 

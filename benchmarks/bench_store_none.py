@@ -3,26 +3,25 @@
 For each model and pseudo-inverse it inverts once with store="float32" and once with store="none" and
 times, from each, one edit (median of --repeats), a --grid-point lambda1 grid run as one `edit` call per
 point, and the same grid as one `edit_grid` call (when this dicelib has it); it prints seconds, the
-ratios none / float32, model calls per editing step, and whether all results agree.
+ratios none / float32, model calls per editing step, and whether all results agree. Every time
+follows one untimed warm-up run; results go to benchmarks/results/store_none_<machine>_<date>.json.
 Models: a RandomDenoiser toy at K=1024, D=256 (cheap forward: the recomputation's own work shows) and
 the random aMUSEd adapter ("small", 8x8 tokens, K=256; a transformer forward).
 
-    PYTHONPATH=. python benchmarks/bench_store_none.py --json benchmarks/results/store_none.json
+    PYTHONPATH=. python benchmarks/bench_store_none.py
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 import dicelib
 from dicelib.core.toy import RandomDenoiser
+from timing import results_path, timed, write_results
 
 
 class Counting:
@@ -40,13 +39,8 @@ class Counting:
 
 
 def seconds(run, repeats: int) -> float:
-    """Return the median wall seconds of `run()` over `repeats` runs."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Return the median wall seconds of `run()` over `repeats` runs after one untimed warm-up run."""
+    return timed(run, torch.device("cpu"), repeats, warmup=1)[1]
 
 
 def bench(name: str, model, x0, src, tgt, pseudo_inverses: list[str], cfg: float | None, repeats: int,
@@ -103,7 +97,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--models", default="toy,amused")
     p.add_argument("--pseudo-inverses", default="lai,onehot")
     p.add_argument("--grid", type=int, default=16, help="points of the lambda1 grid")
-    p.add_argument("--json", default="")
+    p.add_argument("--json", default="", help="default: benchmarks/results/store_none_<machine>_<date>.json")
     p.add_argument("--note", default="", help="what code was measured (kept in the JSON's meta)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -125,12 +119,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows += bench(name, model, x0, src, tgt, pis, 10.0, a.repeats, a.grid)
         else:
             raise SystemExit(f"unknown model {name!r}; use toy, amused")
-    if a.json:
-        out = Path(a.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                "note": a.note, "load_average_1m": os.getloadavg()[0]}
-        out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "note": a.note, "load_average_1m": os.getloadavg()[0], "repeats": a.repeats, "warmup": 1,
+            "statistic": "median"}
+    out = write_results(Path(a.json) if a.json else results_path("store_none", torch.device("cpu")), meta, rows)
+    print(f"wrote {out}")
     return rows
 
 

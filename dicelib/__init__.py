@@ -7,7 +7,8 @@ multinomial diffusion and masked language models.
 
 Subpackages: `core` (the method), `adapters` (real models), `image` and `text` (the two tracks on
 the embedded models), `piebench` (the PIE-Bench experiment), `analysis` (notebook 01); top-level
-modules `errors`, `config` (paths), `io` (atomic writes), `registry` (models by name) and `cli`.
+modules `errors`, `config` (paths), `io` (atomic writes), `registry` (models by name), `sweep`
+(sweeps on this machine or a Ray cluster) and `cli`.
 Only `core` is imported eagerly; the others load on first attribute access (`dicelib.adapters`),
 so `import dicelib` pulls in neither transformers nor diffusers.
 """
@@ -23,7 +24,7 @@ from .core.settings import EditSettings, InvertSettings
 from .core.transitions import MultinomialSchedule
 from .errors import DiceError, InversionFileError, MissingWeightsError
 
-_SUBMODULES = ("adapters", "analysis", "cli", "config", "image", "io", "piebench", "registry", "text")
+_SUBMODULES = ("adapters", "analysis", "cli", "config", "image", "io", "piebench", "registry", "sweep", "text")
 
 __all__ = [
     "DiceError",

@@ -6,6 +6,8 @@
     dicelib edit-text --model text --context "Negative Sentiment: After the storm." \
                       --target-context "Positive Sentiment: After the storm." --text "The garden looked ruined."
     dicelib models
+    dicelib sweep shapes --lambdas 0.5,0.7,0.9 --taus 0.6,0.8 --engine ray --address auto
+    dicelib demo-image --out demo.png          # a ShapesBench image and the two commands to try on it
 
 Bad input (unknown model, missing weights, unreadable image, bad values, foreign inversion file)
 ends with a one-line `Error: ...` and exit code 2, never a traceback.
@@ -135,9 +137,20 @@ def _settings(spec: Any, **given: Any) -> Any:
     return spec.settings.with_given(**given)
 
 
+def _fits(model: Any, image: Path) -> bool:
+    """Return whether IMAGE is the model's size; if not, say on stderr how it is cropped and resized."""
+    from .adapters.vq_codec import fit_note
+
+    note = fit_note(image, model.image_size)
+    if note is not None:
+        typer.echo(f"Warning: {note}", err=True)
+    return note is None
+
+
 def _invert(model: Any, image: Path, source: str, settings: Any, seed: int) -> Any:
     import dicelib
 
+    _fits(model, image)
     x0 = model.encode_image(image)
     cond = model.encode_prompt([source])
     inv = dicelib.invert(model, x0, cond, generator=_generator(seed, model), progress=True, **settings.invert_kwargs())
@@ -180,7 +193,8 @@ def invert(
         if out is not None:
             x = dicelib.reconstruct(model, inv, progress=True)
             changed = int((x != inv.x0).sum())
-            typer.echo(f"reconstruction: {changed} of {inv.x0.numel()} tokens differ from the input")
+            of = "the input" if _fits_quietly(model, image) else f"the input as resized to {model.image_size}x{model.image_size}"
+            typer.echo(f"reconstruction: {changed} of {inv.x0.numel()} tokens differ from {of}")
             _save_output(model, x, out)
 
 
@@ -278,6 +292,68 @@ def edit_text(
         typer.echo(text.strip() if changed == 0 else lm.decode(x)[0])
 
 
+SWEEPS = {"shapes": "dicelib.image.shapes_sweep", "piebench": "dicelib.piebench.experiment"}
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def sweep(ctx: typer.Context, task: Optional[str] = typer.Argument(None, help="shapes | piebench")) -> None:
+    """Run a sweep on this machine or a Ray cluster and merge it (`dicelib sweep TASK --help` lists TASK's options).
+
+    shapes: a lambda1 x tau grid on ShapesBench cases (the `shapes-sweep` stage); piebench: the PIE-Bench
+    experiment (experiments/piebench). Common options: --engine local|ray, --address auto, --workers N.
+    A rerun skips the units already recorded.
+    """
+    import importlib
+
+    if task in (None, "-h", "--help"):
+        typer.echo(ctx.get_help())
+        raise typer.Exit(code=0 if task else 2)
+    if task not in SWEEPS:
+        _fail(f"unknown sweep {task!r}; expected one of {', '.join(SWEEPS)}")
+    with _readable_errors():
+        importlib.import_module(SWEEPS[task]).main(list(ctx.args))
+
+
+def _fits_quietly(model: Any, image: Path) -> bool:
+    from .adapters.vq_codec import fit_note
+
+    return fit_note(image, model.image_size) is None
+
+
+@app.command("demo-image")
+def demo_image(
+    out: Path = typer.Option(Path("demo.png"), "--out", "-o", help="where to write the image (PNG)"),
+    edit_type: str = typer.Option("change_colour", "--edit-type",
+                                  help="change_shape | change_colour | change_background | change_size | "
+                                       "add_object | remove_object"),
+    seed: int = SEED,
+) -> None:
+    """Write a 16x16 ShapesBench image for the default `shapes` model and print the commands to try on it."""
+    import numpy as np
+
+    from .adapters.vq_codec import save_image
+    from .image import shapesbench as sb
+
+    with _readable_errors():
+        if edit_type not in sb.EDIT_TYPES:
+            _fail(f"unknown --edit-type {edit_type!r}; expected one of {', '.join(sb.EDIT_TYPES)}")
+        _check_inputs(out=out)
+        source, target = sb.random_case(np.random.default_rng(seed), edit_type)
+        rgb = sb.to_rgb(sb.render(source))  # [16, 16, 3] uint8: the palette pixels are the model's tokens
+        save_image(_rgb_tensor(rgb), out)
+        src, tgt = sb.prompt(source), sb.prompt(target)
+        typer.echo(f"wrote {out} ({sb.SIZE}x{sb.SIZE}): {src}\ntry it with the default model, shapes (models/shapes.pt):\n"
+                   f"  dicelib invert --image {out} --source \"{src}\" --save-inversion inv.pt --out recon.png\n"
+                   f"  dicelib edit --inversion inv.pt --target \"{tgt}\" --out edited.png")
+
+
+def _rgb_tensor(rgb: Any) -> Any:
+    """Return an RGB uint8 array [H, W, 3] as an image tensor [3, H, W] in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+
+
 @app.command()
 def models() -> None:
     """List the model names `--model` accepts and whether their weights are on this machine."""
@@ -289,7 +365,9 @@ def models() -> None:
 
     for name, spec in sorted(REGISTRY.items()):
         status = "random weights"
-        if spec.family == "shapes":
+        if name == "shapes-oracle":
+            status = "no weights"
+        elif spec.family == "shapes":
             status = "trained" if CHECKPOINT.is_file() else "not trained yet"
         elif "/" in name:
             try:

@@ -134,7 +134,8 @@ def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[
     shutil.rmtree(staging, ignore_errors=True)  # left by a run killed with SIGKILL
     staged_reports.mkdir(parents=True)
     try:
-        status, interrupt = _papermill([sys.executable, "-m", "papermill", str(notebook), str(staged_nb), *papermill_args],
+        status, interrupt = _papermill([sys.executable, "-m", "dicelib.io", "papermill", str(notebook), str(staged_nb),
+                                        *papermill_args],
                                        {**os.environ, "DICELIB_REPORTS": str(staged_reports)})
         nb = nbformat.read(staged_nb, as_version=4) if staged_nb.exists() else None
         reason = _failure(nb, status, interrupt)
@@ -145,18 +146,75 @@ def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[
         # Ctrl-C and kill wait until every file is in place
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
+            published = []
             for path in sorted(p for p in staged_reports.rglob("*") if p.is_file()):
                 target = config.REPORTS / path.relative_to(staged_reports)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
+                published.append(target)
             nb.metadata.papermill["output_path"] = str(output)  # what papermill records when it writes `output` itself
-            return atomic_write(output, lambda f: f.write(nbformat.writes(normalised(nb))))
+            atomic_write(output, lambda f: f.write(nbformat.writes(normalised(nb))))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for line in headline(published):
+            print(line)
+        return output
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.parent.rmdir()  # .staging itself, unless another run is using it
+
+
+def headline(paths: list[Path]) -> list[str]:
+    """Return one line per metrics file among `paths`: its path and its numbers ("reports/metrics/x.json: a 0.5, b 1")."""
+    lines = []
+    for path in paths:
+        if path.parent.name == config.METRICS.name and path.suffix == ".json":
+            values = json.loads(path.read_text())
+            shown = path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path
+            lines.append(f"{shown}: " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
+                                                  for k, v in values.items()))
+    return lines
+
+
+ENGINE = "dicelib"  # the papermill engine that notebook stages run with (see papermill_main)
+
+
+def papermill_main(args: list[str]) -> None:
+    """Run papermill's command line on `args` with an engine that keeps a stage's output to what it says.
+
+    Its kernels talk over IPC (over TCP ipykernel warns about unencrypted traffic), are shut down
+    without the interrupt jupyter_client sends first (an idle ipykernel logs it as "KeyboardInterrupt
+    caught in kernel"), and stream what the cells write to stderr (progress bars, warnings) to this
+    process's stderr as they run; the executed notebook drops those streams (`normalised`).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.cli import papermill as cli
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets import default
+
+    class KernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:  # a real interrupt (Ctrl-C, timeout) still reaches the kernel
+                await super()._async_interrupt_kernel()
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+            kwargs["stderr_file"] = kwargs.get("stderr_file") or sys.stderr
+            return super().execute_managed_notebook(nb_man, kernel_name, kernel_manager_class=KernelManager, **kwargs)
+
+    papermill_engines.register(ENGINE, Engine)
+    try:
+        cli.main(args=[*args, "--engine", ENGINE], prog_name="papermill", standalone_mode=False)
+    except PapermillExecutionError as e:  # the failing cell's traceback, not papermill's own
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 RUN_DEPENDENT = ("start_time", "end_time", "duration")  # papermill's timing keys, in the notebook's and each cell's metadata
@@ -203,7 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     nb.add_argument("output", help="executed notebook (its folder is created)")
     nb.add_argument("papermill_args", nargs=argparse.REMAINDER,
                     help="passed to papermill: -p NAME VALUE, -y YAML, --cwd DIR, -k KERNEL, ...")
+    pm = sub.add_parser("papermill", help="papermill's command line with the engine notebook stages use (quiet kernels)")
+    pm.add_argument("papermill_args", nargs=argparse.REMAINDER, help="papermill's arguments")
     a = p.parse_args(argv)
+    if a.command == "papermill":
+        papermill_main(a.papermill_args)
+        return
     signal.signal(signal.SIGTERM, _interrupt)  # kill: the same clean failure as Ctrl-C
     try:
         run_notebook(a.notebook, a.output, a.papermill_args)
@@ -229,16 +292,17 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def save_metrics(metrics: dict, name: str) -> Path:
-    """Return the path of reports/metrics/<name>.json holding `metrics` (NaN written as null)."""
-    return atomic_write(config.METRICS / f"{name}.json",
+def save_metrics(metrics: dict, name: str, folder: str | Path | None = None) -> Path:
+    """Return the path of reports/metrics/<name>.json (or `folder`/<name>.json) holding `metrics` (NaN written as null)."""
+    return atomic_write(Path(folder or config.METRICS) / f"{name}.json",
                         lambda f: f.write(json.dumps(jsonable(metrics), indent=2, sort_keys=True) + "\n"))
 
 
-def save_table(df: Any, name: str, floatfmt: str = ".6g") -> Path:
-    """Return the path of reports/tables/<name>.csv after writing it and its Markdown twin <name>.md."""
-    atomic_write(config.TABLES / f"{name}.md", lambda f: f.write(df.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
-    return atomic_write(config.TABLES / f"{name}.csv", lambda f: df.to_csv(f, index=False))
+def save_table(df: Any, name: str, floatfmt: str = ".6g", folder: str | Path | None = None) -> Path:
+    """Return the path of reports/tables/<name>.csv (or in `folder`) after writing it and its Markdown twin <name>.md."""
+    folder = Path(folder or config.TABLES)
+    atomic_write(folder / f"{name}.md", lambda f: f.write(df.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
+    return atomic_write(folder / f"{name}.csv", lambda f: df.to_csv(f, index=False))
 
 
 def save_plot_data(df: Any, name: str) -> Path:

@@ -75,6 +75,12 @@ def _shapes(source: str, device: torch.device | None) -> Any:
     return load_shapes_image_model(None if source == "shapes" else source, device=device)
 
 
+def _shapes_oracle(source: str, device: torch.device | None) -> Any:
+    from .image.shapes_oracle import ShapesOracle
+
+    return ShapesImageModel(ShapesOracle(), name="shapes-oracle")  # exact: no weights, computes on the CPU
+
+
 # Each model's method, noise and guidance come from its class; tau and lambda from the paper's Table 7
 # (lambda2 = 1 - lambda1 in every row). lai everywhere: with onehot the latents (±70 logits) dominate
 # any lambda1 > 0 and edits barely move.
@@ -113,6 +119,8 @@ register(ModelSpec("random-paella", "paella", _random_paella, _PAELLA, "tiny ran
 register(ModelSpec("random-vq-diffusion", "vq-diffusion", _random_vq_diffusion, _MULTINOMIAL,
                    "tiny random-weight VQ-Diffusion (tests, demos)"))
 register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))
+register(ModelSpec("shapes-oracle", "shapes", _shapes_oracle, replace(_SHAPES, cfg_scale=None),  # exact: guidance only hurts
+                   "the exact Bayes denoiser of ShapesBench (enumerates scenes; no checkpoint)"))
 
 
 # Masked language models (`dicelib edit-text`): the masked method with [MASK] noise, the paper's RoBERTa row

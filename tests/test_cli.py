@@ -217,3 +217,65 @@ def test_unwritable_save_inversion_is_reported_under_the_given_path(tmp_path, ph
         read_only.chmod(0o700)
     if not places:
         pytest.skip("no folder here refuses this user's files")
+
+
+def test_sweep_runs_a_task_and_names_bad_tasks_and_values(tmp_path):
+    out = run("sweep", "shapes", "--reports", tmp_path, "--per-type", 1, "--lambdas", "0.7", "--taus", "0.8",
+              "--steps", 4)
+    assert out.exit_code == 0, out.output
+    assert "6 units: 6 computed" in out.output and (tmp_path / "metrics" / "shapes_sweep.json").is_file()
+    again = run("sweep", "shapes", "--reports", tmp_path, "--per-type", 1, "--lambdas", "0.7", "--taus", "0.8",
+                "--steps", 4)
+    assert "6 units: 0 computed, 6 already done" in again.output
+    bad = run("sweep", "nope")
+    assert bad.exit_code == 2 and "unknown sweep 'nope'; expected one of shapes, piebench" in bad.output
+    bad = run("sweep", "shapes", "--reports", tmp_path, "--lambdas", "lots")
+    assert bad.exit_code == 2 and "lambdas = 'lots' is not allowed" in bad.output
+
+
+def test_demo_image_gives_an_input_the_shapes_model_reconstructs_exactly(tmp_path, shapes_case, monkeypatch):
+    from dicelib.image import shapes_model
+    from dicelib.image import shapesbench as sb
+
+    ckpt, _, _ = shapes_case
+    monkeypatch.setattr(shapes_model, "CHECKPOINT", ckpt)
+    demo = tmp_path / "demo.png"
+    res = run("demo-image", "--out", demo, "--edit-type", "change_shape", "--seed", "4")
+    assert res.exit_code == 0, res.output
+    rgb = pixels(demo)
+    assert rgb.shape == (16, 16, 3)
+    tokens = ((rgb.reshape(-1, 1, 3).astype(int) - sb.PALETTE[None]) ** 2).sum(-1).argmin(-1)
+    source = res.output.split("--source \"")[1].split("\"")[0]
+    assert sb.matches_prompt(tokens.reshape(16, 16), source)  # the printed prompt describes the image
+    assert f"--image {demo}" in res.output and "dicelib edit --inversion inv.pt --target" in res.output
+    res = run("invert", "--image", demo, "--source", source, "--save-inversion", tmp_path / "inv.pt",
+              "--out", tmp_path / "recon.png", "--steps", "4")
+    assert res.exit_code == 0, res.output
+    assert "Warning" not in res.output and "reconstruction: 0 of 256 tokens differ from the input\n" in res.output
+    assert np.array_equal(pixels(tmp_path / "recon.png"), rgb)
+    one_line_error(run("demo-image", "--out", tmp_path / "x.png", "--edit-type", "recolour"), "recolour", "change_shape")
+
+
+def test_an_image_of_another_size_is_cropped_and_resized_with_a_warning_never_squashed(tmp_path, shapes_case,
+                                                                                        monkeypatch):
+    from dicelib.image import shapes_model
+    from dicelib.image import shapesbench as sb
+
+    ckpt, scene, prompt = shapes_case  # scene.png: 64x64, a 4x nearest upscale
+    monkeypatch.setattr(shapes_model, "CHECKPOINT", ckpt)
+    wide = np.zeros((64, 96, 3), np.uint8)  # the scene with black bands left and right: squashing would shift it
+    wide[:, 16:80] = pixels(scene)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    res = run("invert", "--image", tmp_path / "wide.png", "--source", prompt, "--save-inversion", tmp_path / "inv.pt",
+              "--out", tmp_path / "recon.png", "--steps", "4")
+    assert res.exit_code == 0, res.output
+    assert "Warning: " in res.output and "is 96x64 but the model works on 16x16 images" in res.output
+    assert "centre-cropped to 64x64 and resized to 16x16" in res.output
+    assert "differ from the input as resized to 16x16" in res.output  # not reported as the input itself
+    want = np.asarray(Image.open(scene).resize((16, 16), Image.Resampling.NEAREST).convert("RGB"))
+    assert np.array_equal(pixels(tmp_path / "recon.png"), want)  # the centre square, not a squashed image
+    res = run("edit", "--model", "random-amused", "--image", tmp_path / "wide.png", "--source", "a cat", "--target",
+              "a dog", "--out", tmp_path / "dog.png", "--steps", "4")
+    assert res.exit_code == 0, res.output
+    assert "is 96x64 but the model works on 8x8 images: it is centre-cropped to 64x64 and resized to 8x8" in res.output
+    assert sb.SIZE == 16

@@ -59,6 +59,24 @@ def image_format(path: str | Path) -> str:
     return formats[ext]
 
 
+def fit_note(path: str | Path, size: int) -> str | None:
+    """Return what encoding does to the image at `path` when it is not `size` x `size` (centre crop to a
+    square, then resize), or None when it fits (or cannot be read: loading it then says why)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(check_image_path(path)) as im:
+            w, h = im.size
+    except (DiceError, UnidentifiedImageError, OSError):
+        return None
+    if (w, h) == (size, size):
+        return None
+    side = min(w, h)
+    crop = f"centre-cropped to {side}x{side} and " if w != h else ""
+    return (f"{path} is {w}x{h} but the model works on {size}x{size} images: it is {crop}resized to "
+            f"{size}x{size}, and the reconstruction and edits are of that resized image")
+
+
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """Return the RGB image at `path` as [1, 3, H, W] in [0, 1] (centre-cropped and resized to `size`)."""
     from PIL import Image, UnidentifiedImageError

@@ -1,8 +1,10 @@
-"""The image track on the embedded default: ShapesBench and the `shapes` model (notebooks 00, 02-04).
+"""The image track on the embedded default: ShapesBench and its two denoisers (notebooks 00, 02-04).
 
 `shapesbench` generates and parses the scenes, `benchmark_build` is the `data` stage, `shapes_model`
-and `train_shapes` the learned denoiser and its stage, `shapes_image_model` its image-level wrapper
-for the CLI, `metrics` the exact image scores, `reconstruction` / `editing` / `walkthrough` the
-evaluations behind the notebooks and `plotting` their figures. May import `core`, `adapters`,
-`errors`, `io` and `config`; nothing outside the notebooks, `registry` and `cli` imports it.
+and `train_shapes` the learned denoiser and its stage, `shapes_oracle` the exact one, `models` the
+two as the notebooks compare them, `shapes_image_model` their image-level wrapper for the CLI,
+`metrics` the exact image scores, `reconstruction` / `editing` / `walkthrough` the evaluations behind
+the notebooks and `plotting` their figures; `shapes_sweep` is the `shapes-sweep` stage (a
+`dicelib.sweep` task). May import `core`, `adapters`, `sweep`, `errors`, `io` and `config`;
+nothing outside the notebooks, `registry` and `cli` imports it.
 """

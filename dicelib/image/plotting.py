@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt  # headless runs fall back to Agg; notebooks keep their inline backend
 import numpy as np
@@ -172,4 +173,203 @@ def schedule_curves(curves: pd.DataFrame) -> plt.Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+# --- figures comparing models and methods (notebooks 00, 02-04) -----------------------------------------
+
+METHOD_NAMES = {"dice": "DICE", "lambda1_zero": "lambda1 = 0 (no latents)", "regeneration": "regeneration",
+                "inpainting_oracle_mask": "inpainting, oracle mask"}
+SCORE_NAMES = {"edit_accuracy": "edit accuracy (in mask)", "preservation": "preservation (outside mask)",
+               "exact_parse": "exact parse = target prompt", "edit_score": "edit score (harmonic mean)"}
+_MARKERS = {"lambda1_zero": "s", "inpainting_oracle_mask": "^", "regeneration": "X"}
+
+
+def _types(df: pd.DataFrame) -> list[str]:
+    return ["overall", *[t for t in sb.EDIT_TYPES if t in set(df["type"])]]
+
+
+def _err(part: pd.DataFrame, col: str) -> np.ndarray | None:
+    """Return matplotlib's [2, N] error bar lengths from <col>_lo / <col>_hi, or None without intervals."""
+    if f"{col}_lo" not in part:
+        return None
+    v = part[col].to_numpy(dtype=float)
+    return np.vstack([v - part[f"{col}_lo"].to_numpy(dtype=float), part[f"{col}_hi"].to_numpy(dtype=float) - v]).clip(min=0)
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float, np.floating)) else str(v)
+
+
+def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baselines: pd.DataFrame | None = None,
+                  title: str | None = None) -> plt.Figure:
+    """Return preservation-vs-edit-accuracy panels: one row per model (column `model`), one column per edit
+    type (overall first), every panel on the same axes.
+
+    Points of one `group` value (or of the model, without `group`) are joined in sweep order, annotated
+    with their `label` value, and carry 95 % interval bars on both scores when `df` has them.
+    `baselines` (columns model, method, type, scores and intervals) are drawn as black markers with bars.
+    """
+    models = list(dict.fromkeys(df["model"])) if "model" in df else [None]
+    types = _types(df)
+    fig, axes = plt.subplots(len(models), len(types), figsize=(2.7 * len(types), 2.8 * len(models) + 0.9),
+                             squeeze=False, sharex=True, sharey=True)
+    legend: dict[str, Any] = {}
+    for r, model in enumerate(models):
+        mdf = df if model is None else df[df["model"] == model]
+        for c, typ in enumerate(types):
+            ax = axes[r, c]
+            part = mdf[mdf["type"] == typ]
+            groups = list(part.groupby(group, sort=False)) if group else [("DICE", part)]
+            for j, (key, grp) in enumerate(groups):
+                name = f"DICE, {group} = {_fmt(key)}" if group else f"DICE over {label}"
+                h = ax.errorbar(grp["edit_accuracy"], grp["preservation"], xerr=_err(grp, "edit_accuracy"),
+                                yerr=_err(grp, "preservation"), fmt="o-", ms=3, lw=1, elinewidth=0.6, capsize=1.5,
+                                color=f"C{j}", label=name)
+                legend.setdefault(name, h)
+                for _, row in grp.iterrows():
+                    ax.annotate(_fmt(row[label]), (row["edit_accuracy"], row["preservation"]), fontsize=6,
+                                xytext=(2, 2), textcoords="offset points")
+            if baselines is not None:
+                bdf = baselines if model is None else baselines[baselines["model"] == model]
+                for _, b in bdf[bdf["type"] == typ].iterrows():
+                    one = b.to_frame().T
+                    name = METHOD_NAMES.get(b["method"], b["method"])
+                    h = ax.errorbar([b["edit_accuracy"]], [b["preservation"]], xerr=_err(one, "edit_accuracy"),
+                                    yerr=_err(one, "preservation"), fmt=_MARKERS.get(b["method"], "d"), color="k",
+                                    mfc="none", ms=6, elinewidth=0.6, capsize=1.5, label=name)
+                    legend.setdefault(name, h)
+            ax.set_title(typ if model is None else f"{model} model · {typ}", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if r == len(models) - 1:
+                ax.set_xlabel("edit accuracy (in mask)", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("preservation (outside mask)", fontsize=8)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), fontsize=8,
+               frameon=False)
+    fig.suptitle(title or f"DICE edits over {label}: preservation vs edit accuracy (bars: 95 % intervals over cases)",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.9 / (2.8 * len(models) + 0.9), 1, 0.96))
+    return fig
+
+
+def comparison_figure(final: pd.DataFrame, scores: tuple[str, ...] = ("edit_accuracy", "preservation", "exact_parse"),
+                      title: str | None = None) -> plt.Figure:
+    """Return bars per edit type (overall first) of each method, one row per score and one column per model,
+    with 95 % interval bars; every panel on the same 0-1 axis (columns of `final`: model, method, type,
+    the scores and their _lo / _hi)."""
+    models = list(dict.fromkeys(final["model"]))
+    methods = [m for m in METHOD_NAMES if m in set(final["method"])]
+    types = _types(final)
+    fig, axes = plt.subplots(len(scores), len(models), figsize=(6.2 * len(models), 2.5 * len(scores) + 0.8),
+                             squeeze=False, sharey=True)
+    width = 0.8 / len(methods)
+    x = np.arange(len(types))
+    for c, model in enumerate(models):
+        for r, score in enumerate(scores):
+            ax = axes[r, c]
+            for j, method in enumerate(methods):
+                part = final[(final["model"] == model) & (final["method"] == method)].set_index("type").loc[types]
+                ax.bar(x + (j - (len(methods) - 1) / 2) * width, part[score], width, yerr=_err(part, score),
+                       capsize=1.5, error_kw={"elinewidth": 0.7}, color=f"C{j}", label=METHOD_NAMES[method])
+            ax.set_xticks(x, [t.replace("_", "\n") for t in types], fontsize=7)
+            ax.set_ylim(0, 1.05)
+            ax.grid(axis="y", alpha=0.3)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(f"{model} model · {SCORE_NAMES.get(score, score)}", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=8, frameon=False)
+    fig.suptitle(title or "ShapesBench test edits per type (bars: 95 % bootstrap intervals over cases)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.6 / (2.5 * len(scores) + 0.8), 1, 0.97))
+    return fig
+
+
+def _parse_mark(ax: plt.Axes, ok: bool) -> None:
+    for side in ax.spines.values():
+        side.set_edgecolor("tab:green" if ok else "tab:red")
+        side.set_linewidth(2)
+
+
+def examples_figure(cases: pd.DataFrame, grids: dict[str, np.ndarray], outputs: dict[str, dict[str, np.ndarray]],
+                    rows: np.ndarray, title: str | None = None) -> plt.Figure:
+    """Return one row per case of `rows`: source (its prompt), oracle target (its prompt), edit mask, then each
+    model's output of each method (`outputs`: model label -> method -> [N, 16, 16]); a green frame where the
+    exact parser reads the output as the target prompt, red where it does not."""
+    cols = [(m, meth) for m, per in outputs.items() for meth in per]
+    ncol = 3 + len(cols)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.45 * ncol, 2.0 * len(rows) + 0.6), squeeze=False)
+    for r, i in enumerate(rows):
+        case = cases.iloc[i]
+        show_tokens(axes[r, 0], grids["source"][i], f"{case['type']}\n{_wrap(case['source_prompt'], 24)}", fontsize=5.5)
+        show_tokens(axes[r, 1], grids["target"][i], f"target\n{_wrap(case['target_prompt'], 24)}", fontsize=5.5)
+        show_mask(axes[r, 2], grids["mask"][i], "edit mask" if r == 0 else None, fontsize=6.5)
+        for c, (m, meth) in enumerate(cols, start=3):
+            x = outputs[m][meth][i]
+            show_tokens(axes[r, c], x, f"{m}\n{METHOD_NAMES.get(meth, meth)}" if r == 0 else None, fontsize=6)
+            _parse_mark(axes[r, c], sb.matches_prompt(x, case["target_prompt"], sizes=True))
+    fig.suptitle(title or "One test case per edit type on both models (frame: green = parses exactly as the target "
+                 "prompt, red = does not)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def lambda_edits_figure(case: pd.Series, source: np.ndarray, target: np.ndarray, mask: np.ndarray, edits: np.ndarray,
+                        table: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """Return the walkthrough's edits over lambda, readable on its own: top row the source (its prompt), the
+    oracle target (its prompt) and the edit mask; bottom row the edit at each lambda1 with its edit accuracy,
+    preservation and whether it parses as the target prompt (green / red frame)."""
+    n = len(edits)
+    ncol = max(3, n)
+    fig, axes = plt.subplots(2, ncol, figsize=(1.75 * ncol, 4.7), squeeze=False, gridspec_kw={"hspace": 0.45})
+    show_tokens(axes[0, 0], source, f"source\n{_wrap(case['source_prompt'], 26)}", fontsize=6.5)
+    show_tokens(axes[0, 1], target, f"oracle target\n{_wrap(case['target_prompt'], 26)}", fontsize=6.5)
+    show_mask(axes[0, 2], mask, f"edit mask ({int(np.sum(mask))} px)", fontsize=6.5)
+    for ax in axes[0, 3:]:
+        ax.axis("off")
+    for j, (x, (_, row)) in enumerate(zip(edits, table.iterrows())):
+        ok = sb.matches_prompt(x, case["target_prompt"], sizes=True)
+        show_tokens(axes[1, j], x, f"lambda1 = {row['lambda1']:g}\nacc {row['edit_accuracy']:.2f} · keep "
+                    f"{row['preservation']:.2f}\n{'parses as target' if ok else 'not the target'}", fontsize=6.5)
+        _parse_mark(axes[1, j], ok)
+    for ax in axes[1, n:]:
+        ax.axis("off")
+    fig.suptitle(title or f"{case['type']}: DICE edits under the target prompt, lambda2 = 1 - lambda1 "
+                 "(acc: in the mask vs the target; keep: outside it vs the source)", fontsize=8.5)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def reconstruction_figure(cases: pd.DataFrame, source: np.ndarray, outputs: dict[str, dict[str, np.ndarray]],
+                          mismatch: dict[str, dict[str, float]], columns: tuple[str, ...]) -> plt.Figure:
+    """Return one row per case: the source with its SOURCE prompt, then per model each reconstruction of
+    `columns` ("<method>/<pseudo_inverse>" or "regeneration"); pixels that differ from the source are
+    outlined red and counted in the title. A note says why `model` is not exact."""
+    cols = [(m, k) for m in outputs for k in columns]
+    ncol = 1 + len(cols)
+    fig, axes = plt.subplots(len(cases), ncol, figsize=(1.55 * ncol, 2.1 * len(cases) + 1.0), squeeze=False)
+    for r in range(len(cases)):
+        show_tokens(axes[r, 0], source[r], f"source ({cases.iloc[r]['type']})\n"
+                    f"{_wrap(cases.iloc[r]['source_prompt'], 24)}", fontsize=5.5)
+        for c, (m, k) in enumerate(cols, start=1):
+            x = outputs[m][k][r]
+            diff = np.asarray(x).reshape(sb.SIZE, sb.SIZE) != np.asarray(source[r]).reshape(sb.SIZE, sb.SIZE)
+            head = f"{m}: {k}\n" if r == 0 else ""
+            show_tokens(axes[r, c], x, f"{head}{'exact' if not diff.any() else f'{int(diff.sum())} px differ'}",
+                        fontsize=6)
+            ys, xs = np.nonzero(diff)
+            if k != "regeneration":
+                for y0, x0 in zip(ys, xs):
+                    axes[r, c].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), 1, 1, fill=False, ec="red", lw=0.8))
+            if diff.any() and k != "regeneration":
+                _parse_mark(axes[r, c], False)
+    rates = "; ".join(f"{m}: masked {v.get('masked/model', float('nan')):.1%}, multinomial "
+                      f"{v.get('multinomial/model', float('nan')):.1%}" for m, v in mismatch.items())
+    note = ("Reconstruction under the source prompt (lambda1 = 1, lambda2 = 0). onehot and lai latents are exact by "
+            "construction. The model pseudo-inverse targets the model's own clean prediction argmax D(x0, t = 0, c), "
+            "so it is exact only where that prediction equals the source; red squares mark the pixels where it is "
+            f"not (pixels whose prediction differs, mismatch rate: {rates}). Regeneration keeps no latents.")
+    fig.text(0.01, 0.005, _wrap(note, 190), fontsize=6.5, va="bottom")
+    fig.suptitle("ShapesBench reconstructions of test sources, captioned with their source prompts", fontsize=10)
+    fig.tight_layout(rect=(0, 1.0 / (2.1 * len(cases) + 1.0), 1, 0.97))
     return fig

@@ -15,19 +15,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import metrics as im
+from . import models as image_models
 from . import shapesbench as sb
 from ..core.api import invert, reconstruct
 from ..core.regeneration import regenerate
+from ..errors import list_of
 from ..io import stage_params
 from .benchmark_build import PER_TYPE, SPLIT
 from .shapes_model import encode
 
 METHODS = ("masked", "multinomial")
 PSEUDO_INVERSES = ("onehot", "model", "lai")
-PARAMS = stage_params("reconstruction", "seed steps cfg_scale noise margin", split=SPLIT, per_type=PER_TYPE)  # notebook 02
+PARAMS = stage_params("reconstruction", "seed steps cfg_scale noise margin", split=SPLIT, per_type=PER_TYPE,
+                      models=list_of(image_models.MODEL))  # notebook 02
+FIGURE_COLUMNS = ("masked/onehot", "masked/model", "multinomial/lai", "regeneration")  # 02-reconstruction.png, per model
 
 
 def _scores(pred: np.ndarray, source: np.ndarray, cases: pd.DataFrame, **columns: Any) -> pd.DataFrame:
@@ -67,26 +71,48 @@ def reconstruction(model: Any, cases: pd.DataFrame, grids: dict[str, np.ndarray]
     return pd.concat(rows, ignore_index=True), mismatch, outputs
 
 
-def summary_table(per_case: pd.DataFrame) -> pd.DataFrame:
-    """Return mean scores per (method, pseudo_inverse), with the fraction of exact reconstructions."""
+def reconstructions(models: dict[str, Any], cases: pd.DataFrame, grids: dict[str, np.ndarray], steps: int = 16,
+                    cfg_scale: float | None = None, noise: str = "mask", margin: float = 1.0, seed: int = 0,
+                    progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
+    """Return `reconstruction` for every model of `models` ({registry name: denoiser}) on the same cases:
+    (per-case scores with a `model` column (its label), {label: mismatch rates}, {label: outputs});
+    guidance off for image_models.NO_GUIDANCE models."""
+    rows, mismatch, outputs = [], {}, {}
+    for name, model in models.items():
+        lab = image_models.label(name)
+        per_case, mismatch[lab], outputs[lab] = reconstruction(
+            model, cases, grids, steps=steps, cfg_scale=image_models.guidance(name, cfg_scale), noise=noise,
+            margin=margin, seed=seed, progress=progress)
+        rows.append(per_case.assign(model=lab))
+    table = pd.concat(rows, ignore_index=True)
+    return table[["model", *[c for c in table if c != "model"]]], mismatch, outputs
+
+
+def summary_table(per_case: pd.DataFrame, mismatch: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Return mean scores per ([model,] method, pseudo_inverse), with the fraction of exact reconstructions and,
+    where given, the `model` pseudo-inverse's mismatch rate ({"<method>/model": rate}, or per model label
+    {label: {...}} for a table with a `model` column) (reports/tables/reconstruction.csv)."""
     cols = ["token_accuracy", "exact", "psnr", "mse", "ssim"]
-    out = per_case.groupby(["method", "pseudo_inverse"], sort=False)[cols].mean().reset_index()
-    out["min_token_accuracy"] = per_case.groupby(["method", "pseudo_inverse"], sort=False)["token_accuracy"].min().to_numpy()
+    keys = [k for k in ("model", "method", "pseudo_inverse") if k in per_case]
+    groups = per_case.groupby(keys, sort=False)
+    out = groups[cols].mean().reset_index()
+    out["min_token_accuracy"] = groups["token_accuracy"].min().to_numpy()
+    if mismatch is not None:
+        per_model = "model" in out
+        out["mismatch_rate"] = [(mismatch.get(r["model"], {}) if per_model else mismatch).get(
+            f"{r['method']}/{r['pseudo_inverse']}", np.nan) for _, r in out.iterrows()]
     return out.rename(columns={"exact": "exact_fraction"})
 
 
-def reconstruction_report(per_case: pd.DataFrame, mismatch: dict[str, float], settings: dict[str, Any]) -> dict:
-    """Return reconstruction.json's content: {"masked": {"onehot": {...}, ...}, "multinomial": {...}, "regeneration": {...}}."""
-    table = summary_table(per_case)
-    out: dict[str, Any] = {}
-    for _, r in table.iterrows():
-        entry = {k: round(float(r[k]), 6) for k in ("token_accuracy", "min_token_accuracy", "exact_fraction", "psnr", "mse", "ssim")}
-        if r["method"] == "regeneration":
-            out["regeneration"] = entry
-            continue
-        key = f"{r['method']}/{r['pseudo_inverse']}"
-        if key in mismatch:
-            entry["mismatch_rate"] = round(float(mismatch[key]), 6)
-        out.setdefault(r["method"], {})[r["pseudo_inverse"]] = entry
-    out["settings"] = settings
-    return out
+def reconstruction_report(per_case: pd.DataFrame) -> dict[str, float | None]:
+    """Return reports/metrics/reconstruction.json: `exact`, the fraction of reconstructions with the
+    `onehot` and `lai` pseudo-inverses (both methods) that give the source back token for token
+    (1.0: the invariant holds). Every method's scores, the `model` pseudo-inverse's included: summary_table.
+    """
+    exact = per_case[per_case["pseudo_inverse"].isin(["onehot", "lai"])]["exact"]
+    return {"exact": round(float(exact.mean()), 6) if len(exact) else None}
+
+
+def reconstruction_reports(per_case: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Return {model label: reconstruction_report} (reports/metrics/reconstruction_<label>.json)."""
+    return {m: reconstruction_report(part) for m, part in per_case.groupby("model", sort=False)}

@@ -1,8 +1,8 @@
 """Return the embedded `shapes` denoiser with image I/O (palette RGB <-> pixel tokens), as the CLI needs it.
 
 ShapesBench images are 16x16 pixels of K = 8 palette colours and the pixels are the tokens, so
-encoding an image is a nearest-palette-colour lookup (after a nearest-neighbour resize, which keeps
-the palette) and decoding is the palette itself: decode(encode(render)) is exact. The network
+encoding an image is a nearest-palette-colour lookup (after a centre crop to a square and a
+nearest-neighbour resize, which keeps the palette, for an image of another size) and decoding is the palette itself: decode(encode(render)) is exact. The network
 (dicelib.shapes_model) serves both methods; the CLI defaults to the masked one with [MASK] noise.
 """
 
@@ -65,8 +65,13 @@ class ShapesImageModel:
         return torch.stack(rows).to(self.device)
 
     def _tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """Return the nearest palette ids [D] of one image [3, S, S] in [0, 1]."""
-        if image.shape != (3, self.image_size, self.image_size):
+        """Return the nearest palette ids [D] of one image [3, H, W] in [0, 1], centre-cropped to a square
+        (never squashed) and resized (nearest) to image_size x image_size when it is another size."""
+        _, h, w = image.shape
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2  # the crop vq_codec uses for the other models
+        image = image[:, top:top + side, left:left + side]
+        if side != self.image_size:
             image = torch.nn.functional.interpolate(image[None].float(), size=(self.image_size,) * 2, mode="nearest")[0]
         rgb = image.float().permute(1, 2, 0).reshape(-1, 1, 3) * 255  # [D, 1, 3]
         return ((rgb - self._palette) ** 2).sum(-1).argmin(-1)

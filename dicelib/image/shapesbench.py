@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -184,6 +185,53 @@ def matches_prompt(tokens: np.ndarray, text: str, sizes: bool = False) -> bool:
     key = (lambda s, c, h: (s, c, h)) if sizes else (lambda s, c, h: (c, h))
     got = Counter(key(o.size, o.colour, o.shape) for o in seen["objects"])
     return got == Counter(key(*w) for w in want)
+
+
+@lru_cache(maxsize=1)
+def _placements() -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Return every template placement as boolean rows [P, SIZE * SIZE] and its (shape, size) per row."""
+    rows, names = [], []
+    for (shape, size), tmpl in TEMPLATES.items():
+        side = SIZES[size]
+        for r in range(SIZE - side + 1):
+            for c in range(SIZE - side + 1):
+                img = np.zeros((SIZE, SIZE), dtype=bool)
+                img[r:r + side, c:c + side] = tmpl
+                rows.append(img.ravel())
+                names.append((shape, size))
+    return np.stack(rows), names
+
+
+def matches_prompt_tolerant(tokens: np.ndarray, text: str, sizes: bool = False, min_iou: float = 0.8,
+                            max_stray: int = 3) -> bool:
+    """Return whether an image shows its prompt up to a few wrong pixels (a looser `matches_prompt`).
+
+    The background (most frequent colour) is the prompt's; for each prompted object, the pixels of
+    its colour overlap the best-fitting placement of any template with IoU >= `min_iou`, and that
+    template has the prompted shape (and size, with `sizes`); at most `max_stray` pixels have a colour
+    that is neither the background nor a prompted object's. Accepts every render and every
+    1-pixel perturbation of one; rejects wrong shapes, wrong colours, added and removed objects.
+    """
+    bg, want = parse_prompt(text)
+    tokens = np.asarray(tokens).reshape(-1)
+    counts = np.bincount(tokens, minlength=NUM_CLASSES)
+    if COLOURS[int(counts.argmax())] != bg:
+        return False
+    prompted = {COLOURS.index(bg)} | {COLOURS.index(c) for _, c, _ in want}
+    if sum(int(counts[c]) for c in range(NUM_CLASSES) if c not in prompted) > max_stray:
+        return False
+    rows, names = _placements()
+    for size, colour, shape in want:
+        pix = tokens == COLOURS.index(colour)
+        if not pix.any():
+            return False
+        inter = rows[:, pix].sum(1)
+        iou = inter / (rows.sum(1) + pix.sum() - inter)
+        best = iou.max()
+        fits = {names[i] for i in np.flatnonzero(iou == best)}
+        if best < min_iou or not any(h == shape and (not sizes or z == size) for h, z in fits):
+            return False
+    return True
 
 
 def random_object(rng: np.random.Generator, taken: list[Obj], background: str, tries: int = 200) -> Obj | None:

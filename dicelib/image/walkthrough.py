@@ -20,7 +20,8 @@ from ..errors import DiceError, list_of, string
 from ..io import LAMBDA, stage_params
 from .plotting import heatmaps, plt, show_mask, show_tokens
 
-PARAMS = stage_params("walkthrough", "seed steps tau cfg_scale", case_id=string(), lambdas=list_of(LAMBDA))  # notebook 00
+PARAMS = stage_params("walkthrough", "seed steps tau cfg_scale pseudo_inverse", case_id=string(),
+                      lambdas=list_of(LAMBDA))  # notebook 00
 
 
 def _masked(inv: Any) -> None:
@@ -88,10 +89,13 @@ def edits_over_lambda(model: Any, inv: Any, cond: Any, lambdas: list[float], see
 
 
 def lambda_table(edits: np.ndarray, lambdas: list[float], source: np.ndarray, target: np.ndarray,
-                 mask: np.ndarray) -> pd.DataFrame:
-    """Return edit accuracy and preservation per lambda for one case (edits [L, 16, 16])."""
+                 mask: np.ndarray, target_prompt: str | None = None) -> pd.DataFrame:
+    """Return edit accuracy and preservation per lambda for one case (edits [L, 16, 16]), and with
+    `target_prompt` whether each edit parses exactly as it (column parses_as_target)."""
     src = np.broadcast_to(source, edits.shape)
     tgt = np.broadcast_to(target, edits.shape)
     msk = np.broadcast_to(mask, edits.shape)
     return pd.DataFrame({"lambda1": lambdas, "lambda2": [resolve_lambda2(v, None) for v in lambdas],
-                         "edit_accuracy": im.edit_accuracy(edits, tgt, msk), "preservation": im.preservation(edits, src, msk)})
+                         "edit_accuracy": im.edit_accuracy(edits, tgt, msk), "preservation": im.preservation(edits, src, msk)}
+                        | ({} if target_prompt is None else
+                           {"parses_as_target": [sb.matches_prompt(x, target_prompt, sizes=True) for x in edits]}))

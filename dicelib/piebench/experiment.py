@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,9 @@ from .metrics import PerceptualMetrics, scaled
 from ..core.protocol import model_device
 from ..core.settings import EditSettings
 from .loader import PieCase, load_piebench
+from ..errors import DiceError
 from ..io import atomic_write, jsonable
+from ..sweep import add_engine_arguments, file_fingerprint, merge, run_sweep, summary_line, unit_seed
 
 PIXEL_SCALES = {"mse": 1e4, "ssim": 1e2, "psnr": 1.0}  # SPEC §6
 METHODS = ("DICE", "masked regeneration")
@@ -77,28 +79,54 @@ def _mask_at(case: PieCase, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)) > 127
 
 
-def run_case(model: Any, spec: Any, case: PieCase, settings: Settings, perceptual: PerceptualMetrics) -> list[dict]:
-    """Return one row per method with the case's reconstruction, editing and background metrics (unscaled)."""
+INVERSION_FIELDS = ("steps", "tau", "cfg", "pseudo_inverse")  # Settings fields that change the inversion
+
+
+def _label(point: dict[str, Any], names: Sequence[str] | None = None) -> str:
+    """Return 'lambda1=0.5, tau=0.8' for a grid point's overrides (only `names` if given)."""
+    return ", ".join(f"{k}={v}" for k, v in point.items() if names is None or k in names)
+
+
+def run_case(model: Any, spec: Any, case: PieCase, settings: Settings | Sequence[Settings], perceptual: PerceptualMetrics,
+             seed: int | None = None, labels: Sequence[str] | None = None, regeneration_label: str = "") -> list[dict]:
+    """Return the case's rows (unscaled metrics): DICE per setting, then masked regeneration.
+
+    `settings` may be a grid of settings that share one inversion (same steps, tau, cfg,
+    pseudo-inverse): the case is inverted once and every edit runs in one edit grid. `seed` seeds
+    the inversion (seed), the reconstructions (seed + 1) and the edits (seed + 2); default: the
+    settings' seed. `labels` name each setting in the method column ("DICE (<label>)").
+    """
     import dicelib
 
-    s = settings.resolve(spec.settings)
+    points = [settings] if isinstance(settings, Settings) else list(settings)
+    resolved = [p.resolve(spec.settings) for p in points]
+    if len({s.inversion() for s in resolved}) != 1:
+        raise DiceError("the settings of one PIE-Bench unit must share an inversion (steps, tau, cfg, pseudo_inverse)")
+    seed = points[0].seed if seed is None else int(seed)
     image = case.image(model.image_size)  # [1, 3, S, S]
     mask = _mask_at(case, model.image_size)
     x0 = model.encode_image(image)
     src, tgt = model.encode_prompt([case.source_prompt]), model.encode_prompt([case.target_prompt])
     device = model_device(model)
-    gen = lambda offset: torch.Generator(device=device).manual_seed(settings.seed + offset)  # noqa: E731
-    inv = dicelib.invert(model, x0, src, generator=gen(0), **s.invert_kwargs())
+    gen = lambda offset: torch.Generator(device=device).manual_seed(seed + offset)  # noqa: E731
+    inv = dicelib.invert(model, x0, src, generator=gen(0), **resolved[0].invert_kwargs())
+    # one edit grid: the two reconstructions (DICE: lambda 1/0, the same for every setting; regeneration:
+    # lambda 0/1), regeneration's edit, then each setting's DICE edit; each as its lone `edit` call
+    grid = [dict(cond=src, lambda1=1.0, lambda2=0.0), dict(cond=src, lambda1=0.0, lambda2=1.0),
+            dict(cond=tgt, lambda1=0.0, lambda2=1.0)] + [dict(cond=tgt, lambda1=s.lambda1, lambda2=s.lambda2)
+                                                           for s in resolved]
+    out = dicelib.edit_grid(model, inv, grid, generators=[gen(1), gen(1), gen(2)] + [gen(2) for _ in resolved])
+    names = ["DICE" if labels is None else f"DICE ({label})" for label in (labels or [None])]
+    regeneration = "masked regeneration" + (f" ({regeneration_label})" if regeneration_label else "")
+    runs = [(name, out[0], edited) for name, edited in zip(names, out[3:])] + [(regeneration, out[1], out[2])]
+    x0_img = model.decode(x0).cpu()[0]
     rows = []
-    for method, (r1, r2), (e1, e2) in (("DICE", (1.0, 0.0), (s.lambda1, s.lambda2)),
-                                       ("masked regeneration", (0.0, 1.0), (0.0, 1.0))):
-        recon = dicelib.edit(model, inv, src, lambda1=r1, lambda2=r2, generator=gen(1))
-        edited = dicelib.edit(model, inv, tgt, lambda1=e1, lambda2=e2, generator=gen(2))
+    for method, recon, edited in runs:
         recon_img, edit_img = model.decode(recon).cpu(), model.decode(edited).cpu()
         row = {"key": case.key, "edit_type": case.edit_type_name, "method": method,
                "token_accuracy": float((recon == x0).float().mean()),
                "recon_psnr": pixel_metrics(image[0], recon_img[0])["psnr"],
-               "recon_psnr_vq": pixel_metrics(model.decode(x0).cpu()[0], recon_img[0])["psnr"]}
+               "recon_psnr_vq": pixel_metrics(x0_img, recon_img[0])["psnr"]}
         row.update({f"bg_{k}": v for k, v in pixel_metrics(image[0], edit_img[0], mask).items()})
         m = torch.from_numpy(mask)[None]
         extra = perceptual.compute(image, edit_img, [case.target_prompt], m)
@@ -141,19 +169,23 @@ def _scale(name: str, value: float | None) -> float | None:
 def tables(rows: list[dict], model_name: str) -> dict[str, list[dict]]:
     """Return the paper-layout tables (rows = methods, printed scales) from per-case rows."""
     out = {}
+    methods = list(dict.fromkeys(r["method"] for r in rows)) or list(METHODS)  # DICE (per setting), regeneration
     for name, cols in TABLES.items():
         out[name] = [{"method": f"{method} + {model_name}",
                       **{label: _scale(scale, _mean([r[field] for r in rows if r["method"] == method]))
-                         for label, field, scale in cols}} for method in METHODS]
+                         for label, field, scale in cols}} for method in methods]
     types = sorted({r["edit_type"] for r in rows})
-    out["dice_by_edit_type"] = [{"edit type": t, **{label: _scale(scale, _mean([r[field] for r in rows
-                                 if r["method"] == "DICE" and r["edit_type"] == t]))
-                                 for label, field, scale in TABLES["table2_editing"] + TABLES["table3_background"]}}
-                                for t in types]
+    dice = [m for m in methods if m.startswith("DICE")]
+    out["dice_by_edit_type"] = [{**({"method": m} if len(dice) > 1 else {}), "edit type": t,
+                                 **{label: _scale(scale, _mean([r[field] for r in rows
+                                    if r["method"] == m and r["edit_type"] == t]))
+                                    for label, field, scale in TABLES["table2_editing"] + TABLES["table3_background"]}}
+                                for m in dice for t in types]
     return out
 
 
-def write_outputs(out: Path, rows: list[dict], model_name: str, settings: Settings, absent: dict[str, str]) -> dict:
+def write_outputs(out: Path, rows: list[dict], model_name: str, settings: Settings, absent: dict[str, str],
+                  grid: Sequence[dict] | None = None) -> dict:
     """Write per-case CSV, each table as CSV + Markdown, and metrics.json under `out`; return the metrics."""
     import pandas as pd
 
@@ -166,7 +198,7 @@ def write_outputs(out: Path, rows: list[dict], model_name: str, settings: Settin
         shown = df.map(lambda v: _fmt(v) if not isinstance(v, str) else v)
         atomic_write(out / f"{name}.md", lambda f, s=shown: f.write(s.to_markdown(index=False) + "\n"))
     metrics = {"model": model_name, "cases": len({r["key"] for r in rows}), "settings": asdict(settings),
-               "absent": absent, **{name: table for name, table in result.items() if name.startswith("table")}}
+               **({"grid": list(grid)} if grid is not None and len(grid) > 1 else {}), "absent": absent, **{name: table for name, table in result.items() if name.startswith("table")}}
     # inf (exact reconstruction) is written as the string "inf": JSON has no infinity and null means absent
     metrics = json.loads(json.dumps(metrics, default=str).replace("Infinity", '"inf"'))
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(jsonable(metrics), indent=2) + "\n"))
@@ -175,20 +207,112 @@ def write_outputs(out: Path, rows: list[dict], model_name: str, settings: Settin
 
 def run(model: Any, spec: Any, cases: list[PieCase], settings: Settings, perceptual: PerceptualMetrics,
         out: Path, progress: bool = True) -> dict:
-    """Return the metrics dict after running every case and writing the outputs under `out`."""
+    """Return the metrics dict after running every case here and writing the outputs under `out`.
+
+    Each case's generators are seeded from the settings' seed and its key (`dicelib.sweep.unit_seed`),
+    as in `PieBenchSweep`, so a sweep of the same cases writes the same bytes.
+    """
     rows = [row for case in tqdm(cases, desc="PIE-Bench", disable=not progress) for row in
-            run_case(model, spec, case, settings, perceptual)]
+            run_case(model, spec, case, settings, perceptual, seed=unit_seed(settings.seed, case.key))]
     return write_outputs(Path(out), rows, getattr(model, "name", spec.name), settings, perceptual.absent)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the experiment from the command line (the DVC stage in experiments/piebench)."""
-    from ..registry import load_model
+@dataclass(frozen=True)
+class PieBenchSweep:
+    """The experiment as a `dicelib.sweep` task: one unit per case and group of grid points sharing an inversion.
 
+    `points` (the grid) holds overrides of `settings` (e.g. ({"lambda1": 0.5}, {"lambda1": 0.7, "cfg": 5.0})); one
+    point (the default) writes the tables of `run`, byte for byte; more points label each DICE row
+    with its overrides.
+    """
+
+    data: str
+    model: str
+    out: str
+    settings: Settings = Settings()
+    points: tuple[dict, ...] = ({},)  # the grid: overrides of `settings`
+    limit: int | None = None
+    edit_types: tuple[int, ...] | None = None
+    device: str | None = None
+    clip: str | None = "openai/clip-vit-large-patch14"
+    dino: str | None = "facebook/dino-vitb8"
+    name: str = "piebench"
+
+    def __post_init__(self) -> None:
+        allowed = [f for f in Settings.__dataclass_fields__ if f != "seed"]
+        for point in self.points:
+            bad = sorted(set(point) - set(allowed)) if isinstance(point, dict) else [point]
+            if bad:
+                raise DiceError(f"PIE-Bench grid point {point!r} sets {bad}; expected a mapping of {', '.join(allowed)}")
+        if not self.points:
+            raise DiceError("the PIE-Bench grid is empty; give at least one point ({} = the settings as they are)")
+
+    def _cases(self) -> list[PieCase]:
+        return load_piebench(self.data, edit_types=self.edit_types, limit=self.limit)
+
+    def cases(self) -> list[str]:
+        return [c.key for c in self._cases()]
+
+    def grid(self) -> list[dict]:
+        return [dict(point) for point in self.points]
+
+    def inversion_key(self, point: dict) -> Any:
+        from ..registry import get_spec
+
+        return replace(self.settings, **point).resolve(get_spec(self.model).settings).inversion()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"model": self.model, "settings": asdict(self.settings), "clip": self.clip, "dino": self.dino,
+                "data": file_fingerprint(Path(self.data) / "mapping_file.json")}
+
+    def setup(self) -> dict[str, Any]:
+        from ..registry import load_model
+
+        model, spec = load_model(self.model, self.device)
+        perceptual = PerceptualMetrics.from_cache(self.clip, self.dino, device=self.device)
+        return {"model": model, "spec": spec, "perceptual": perceptual, "cases": {c.key: c for c in self._cases()}}
+
+    def meta(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {"model": getattr(state["model"], "name", state["spec"].name), "absent": state["perceptual"].absent}
+
+    def run(self, state: dict[str, Any], case: str, points: list[int], seed: int) -> list[dict]:
+        grid = self.grid()
+        multi = len(grid) > 1
+        return run_case(state["model"], state["spec"], state["cases"][case],
+                        [replace(self.settings, **grid[j]) for j in points], state["perceptual"], seed=seed,
+                        labels=[_label(grid[j]) for j in points] if multi else None,
+                        regeneration_label=_label(grid[points[0]], INVERSION_FIELDS) if multi else "")
+
+    def merge(self, rows: list[dict], failed: list[dict], meta: dict[str, Any]) -> dict:
+        if failed:
+            print(f"{len(failed)} PIE-Bench unit(s) failed and are left out; first: {failed[0]['case']}: "
+                  f"{failed[0]['error']}")
+        return write_outputs(Path(self.out), rows, meta.get("model", self.model), self.settings, meta.get("absent", {}),
+                             grid=self.grid())
+
+
+def _grid(text: str) -> tuple[dict, ...]:
+    """Return grid points from YAML/JSON such as '[{lambda1: 0.5}, {lambda1: 0.7}]' ('' or '[]': one point)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        raise DiceError(f"--grid {text!r} is not YAML: {err}") from None
+    if value in (None, [], {}):
+        return ({},)
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise DiceError(f"--grid {text!r} is not allowed; expected a list of mappings such as [{{lambda1: 0.5}}]")
+    return tuple(value)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the experiment from the command line (the DVC stage in experiments/piebench) through `dicelib.sweep`."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder with mapping_file.json and annotation_images/")
     p.add_argument("--model", default="amused/amused-256")
     p.add_argument("--out", required=True)
+    p.add_argument("--records", default=None, help="unit records (resume) folder (default: <out>/records)")
     p.add_argument("--limit", type=int, default=0, help="first N cases (0 = all)")
     p.add_argument("--edit-types", default="all", help="comma-separated editing_type_id values, or 'all'")
     p.add_argument("--device", default="auto")
@@ -199,14 +323,18 @@ def main(argv: list[str] | None = None) -> dict:
         p.add_argument(f"--{name}", type=lambda s, k=kind: None if s in ("", "None", "null", "default") else k(s),
                        default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", default="", help="YAML list of overrides, e.g. '[{lambda1: 0.5}, {lambda1: 0.7, cfg: 5}]'")
+    add_engine_arguments(p, threads=None)
     a = p.parse_args(argv)
-    types = None if a.edit_types == "all" else [int(t) for t in a.edit_types.split(",")]
-    cases = load_piebench(a.data, edit_types=types, limit=a.limit or None)
-    device = None if a.device == "auto" else a.device
-    model, spec = load_model(a.model, device)
-    perceptual = PerceptualMetrics.from_cache(a.clip or None, a.dino or None, device=device)
+    types = None if a.edit_types == "all" else tuple(int(t) for t in a.edit_types.split(","))
     settings = Settings(a.steps, a.tau, a.cfg, a.lambda1, a.lambda2, a.pseudo_inverse, a.seed)
-    return run(model, spec, cases, settings, perceptual, Path(a.out))
+    task = PieBenchSweep(a.data, a.model, a.out, settings, _grid(a.grid), a.limit or None, types,
+                         None if a.device == "auto" else a.device, a.clip or None, a.dino or None)
+    records = Path(a.records) if a.records else Path(a.out) / "records"
+    ran = run_sweep(task, a.seed, records, engine=a.engine, address=a.address, workers=a.workers,
+                    max_retries=a.max_retries, threads=a.threads)
+    print(summary_line(ran))
+    return merge(task, a.seed, records)
 
 
 if __name__ == "__main__":

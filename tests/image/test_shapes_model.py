@@ -11,7 +11,7 @@ from dicelib.image import shapes_model as smod
 from dicelib.image import shapesbench as sb
 from dicelib.errors import DiceError
 from dicelib.core.regeneration import regenerate
-from dicelib.image.train_shapes import TrainConfig, corrupt, prompt_following, scene_batch, train
+from dicelib.image.train_shapes import TrainConfig, corrupt, denoising_loss, prompt_following, scene_batch, train
 
 TINY = smod.ShapesConfig(dim=32, depth=1, heads=2, pixel_dim=8, num_steps=6)
 
@@ -127,3 +127,64 @@ def test_regenerate_sampling_and_inpainting(tiny):
     assert samples.shape == (2, 16, 16) and 0.0 <= q["prompt_match"] <= 1.0
     with pytest.raises(DiceError, match="both"):
         regenerate(tiny, cond, source=x0)
+
+
+def test_oracle_targets_follow_each_rows_corruption():
+    from dicelib.image.shapes_oracle import ShapesOracle
+    from dicelib.image.train_shapes import oracle_targets
+
+    oracle = ShapesOracle()
+    x0, prompts = _batch(4, seed=3)
+    gen = torch.Generator().manual_seed(1)
+    xt, t, kind = corrupt(x0, 8, gen, kind_probs=(1.0, 1.0, 1.0), return_kind=True)
+    dropped = torch.tensor([False, False, False, True])
+    target = oracle_targets(oracle, xt, t, kind, prompts, dropped, x0)
+    assert target.shape == (4, 256, 8)
+    for i in range(3):
+        want = oracle.marginals(xt[i:i + 1], t[i:i + 1], prompts[i:i + 1], kinds=(("uniform", "mask", "mask_replace")[kind[i]],))
+        torch.testing.assert_close(target[i], want[0].float())
+    assert torch.equal(target[3].argmax(-1), x0[3]) and float(target[3].max(-1).values.min()) == 1.0  # dropped: one-hot x0
+    logits = torch.randn(4, 256, 8)
+    onehot = torch.nn.functional.one_hot(x0, 8).float()
+    corrupted = xt != x0
+    torch.testing.assert_close(denoising_loss(logits, x0, corrupted, 0.3, onehot), denoising_loss(logits, x0, corrupted, 0.3))
+
+
+def test_kl_to_the_oracle_is_zero_for_the_oracle_and_positive_for_an_untrained_model(tiny):
+    from dicelib.image import benchmark_build as sbd
+    from dicelib.image.shapes_oracle import ShapesOracle
+    from dicelib.image.train_shapes import heldout_scenes, oracle_kl
+
+    cases, grids = sbd.build_cases(cases_per_type=4, val_per_type=1, test_per_type=1)
+    x0, prompts = heldout_scenes(cases, grids, 6, seed=0)
+    held = sbd.heldout_prompts(cases)
+    assert len(x0) == 6 and set(prompts) <= held
+    assert all(sb.matches_prompt(x.numpy(), p, sizes=True) for x, p in zip(x0, prompts))
+    oracle = ShapesOracle()
+    own = oracle_kl(oracle, oracle, x0, prompts)
+    assert list(own) == ["kl_mask10", "kl_mask50", "kl_mask90"] and max(own.values()) < 1e-4
+    assert min(oracle_kl(tiny, oracle, x0, prompts).values()) > 0.1
+
+
+def test_training_stage_writes_a_small_flat_report_and_a_quality_curve(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from dicelib.image import benchmark_build as sbd
+    from dicelib.image.train_shapes import main
+
+    cases, grids = sbd.build_cases(cases_per_type=4, val_per_type=1, test_per_type=1)
+    sbd.save(cases, grids, tmp_path / "bench", previews=0)
+    out = {k: tmp_path / v for k, v in dict(out="m.pt", metrics="m.json", plot="loss.csv", quality_plot="q.csv",
+                                            figure="s.png").items()}
+    args = ["--steps", "4", "--batch-size", "4", "--warmup", "1", "--eval-every", "2", "--dim", "32", "--depth", "1",
+            "--heads", "2", "--pixel-dim", "8", "--eval-prompts", "3", "--eval-scenes", "3", "--curve-prompts", "2",
+            "--eval-steps", "3", "--data", str(tmp_path / "bench"), "--device", "cpu"]
+    report = main(args + [x for k, v in out.items() for x in (f"--{k.replace('_', '-')}", str(v))])
+    assert set(report) == {"prompt_match", "prompt_match_tolerant", "kl_mask10", "kl_mask50", "kl_mask90", "final_loss",
+                           "steps", "eval_prompts", "eval_scenes", "parameters"}
+    assert json.loads(out["metrics"].read_text()) == report and all(not isinstance(v, dict) for v in report.values())
+    curve = pd.read_csv(out["quality_plot"])
+    assert list(curve["step"]) == [2, 4] and "kl_mask50" in curve and (curve["kl_mask50"] > 0).all()
+    assert smod.load(out["out"]).config.dim == 32

@@ -101,3 +101,42 @@ def test_case_table_is_deterministic_balanced_and_split(tmp_path):
         sbd.build_cases(cases_per_type=2, val_per_type=1, test_per_type=2)
     with pytest.raises(DiceError, match="no ShapesBench"):
         sbd.load(tmp_path / "missing")
+
+
+def test_tolerant_parser_accepts_renders_and_one_pixel_perturbations():
+    rng = np.random.default_rng(11)
+    for i in range(40):
+        scene = sb.random_scene(rng)
+        img, text = sb.render(scene).ravel(), sb.prompt(scene)
+        assert sb.matches_prompt_tolerant(img, text, sizes=True)
+        for j in rng.choice(256, 6, replace=False):  # any pixel, any other colour
+            bad = img.copy()
+            bad[j] = (img[j] + rng.integers(1, sb.NUM_CLASSES)) % sb.NUM_CLASSES
+            assert sb.matches_prompt_tolerant(bad, text, sizes=True), (text, j, bad[j])
+
+
+@pytest.mark.parametrize("edit_type", sb.EDIT_TYPES)
+def test_tolerant_parser_rejects_every_edit_of_the_prompt(edit_type):
+    """The target render of an edit never passes for the source prompt (sizes checked for change_size)."""
+    rng = np.random.default_rng(12)
+    for _ in range(30):
+        source, target = sb.random_case(rng, edit_type)
+        assert not sb.matches_prompt_tolerant(sb.render(target), sb.prompt(source), sizes=True)
+        if edit_type != "change_size":
+            assert not sb.matches_prompt_tolerant(sb.render(target), sb.prompt(source))
+
+
+def test_tolerant_parser_limits():
+    scene = sb.Scene("green", (sb.Obj("square", "red", "large", 2, 2),))
+    img, text = sb.render(scene), sb.prompt(scene)
+    blob = img.copy()
+    blob[2:9, 2:9] = 2  # the square's pixels, then four more in a row: IoU 49 / 53
+    blob[10, 2:6] = 2
+    assert sb.matches_prompt_tolerant(blob, text)
+    blob[11:14, 2:9] = 2  # a blob: IoU 49 / 74
+    assert not sb.matches_prompt_tolerant(blob, text)
+    stray = img.copy()
+    stray[12:14, 12:14] = 4  # four blue pixels: more than 3 strays
+    assert not sb.matches_prompt_tolerant(stray, text)
+    stray[13, 13] = 3
+    assert sb.matches_prompt_tolerant(stray, text)

@@ -107,3 +107,38 @@ def test_experiment_tables_on_the_fixture(tmp_path, name):
     assert "absent" in table3 and "SSIM x1e2" in table3
     for name in ("table1_reconstruction", "table2_editing", "table3_background", "dice_by_edit_type", "per_case"):
         assert (tmp_path / f"{name}.csv").is_file()
+
+
+def test_the_sweep_writes_the_serial_run_bytes_and_a_grid_labels_its_rows(tmp_path):
+    """`main` runs through dicelib.sweep: with one grid point its outputs equal `run`'s byte for byte; a rerun
+    computes nothing; a grid labels each DICE row with its overrides and regeneration with the inversion's."""
+    import torch
+
+    from dicelib.piebench.experiment import Settings, main, run
+    from dicelib.piebench.metrics import PerceptualMetrics
+    from dicelib.registry import load_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, spec = load_model("random-amused", "cpu")
+        run(model, spec, load_piebench(FIXTURE, limit=2), Settings(steps=4), PerceptualMetrics.from_cache(None, None),
+            tmp_path / "serial", progress=False)
+        args = ["--data", FIXTURE, "--model", "random-amused", "--limit", 2, "--steps", 4, "--clip", "", "--dino", "",
+                "--device", "cpu"]
+        main([str(a) for a in args + ["--out", tmp_path / "sweep"]])
+        before = {p.name: p.read_bytes() for p in (tmp_path / "sweep").glob("*.*")}
+        main([str(a) for a in args + ["--out", tmp_path / "sweep"]])  # resumes: every unit recorded
+        grid = main([str(a) for a in args + ["--out", tmp_path / "grid", "--grid", "[{lambda1: 0.5}, {lambda1: 0.9, tau: 0.6}]"]])
+    finally:
+        torch.set_num_threads(threads)
+    serial = {p.name: p.read_bytes() for p in (tmp_path / "serial").glob("*.*")}
+    assert len(serial) == 10 and {name: before[name] for name in serial} == serial
+    assert {p.name: p.read_bytes() for p in (tmp_path / "sweep").glob("*.*")} == before
+    assert len(list((tmp_path / "sweep" / "records").glob("*.json"))) == 2
+    methods = [row["method"] for row in grid["table1_reconstruction"]]
+    assert methods == ["DICE (lambda1=0.5) + random-amused-tiny", "masked regeneration + random-amused-tiny",
+                       "DICE (lambda1=0.9, tau=0.6) + random-amused-tiny",
+                       "masked regeneration (tau=0.6) + random-amused-tiny"]
+    assert grid["grid"] == [{"lambda1": 0.5}, {"lambda1": 0.9, "tau": 0.6}]
+    assert grid["table1_reconstruction"][0]["token accuracy %"] == 100.0  # reconstruction exact in every unit

@@ -67,6 +67,8 @@ BAD = [  # stage, key, bad value, what the message says is allowed
     ("walkthrough", "case_id", "", "a non-empty string"),
     ("walkthrough", "cfg_scale", "high", "None or a finite number"),
     ("reconstruction", "split", "dev", "one of 'train', 'val', 'test'"),
+    ("reconstruction", "models", ["dalle"], "each one of 'shapes-oracle', 'shapes'"),
+    ("lambda-schedules", "models", "shapes", "a non-empty list"),
     ("reconstruction", "per_type", 0, "an int >= 1"),
     ("reconstruction", "noise", "gauss", "one of 'uniform', 'mask'"),
     ("reconstruction", "margin", math.inf, "a number >= 0.001"),

@@ -42,7 +42,7 @@ def test_dvc_repro_of_a_teaching_size_copy(workspace):
     work, run, out = workspace
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     metrics = json.loads((work / "reports/metrics/mutual_information.json").read_text())
-    assert metrics["mc_points"] == 5 and metrics["decreasing"]
+    assert list(metrics) == ["mi_t1"] and abs(metrics["mi_t1"] - 5.00025e-5) < 1e-9  # a headline number, flat
     assert (work / "reports/figures/01-mutual-information.png").stat().st_size > 10_000
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     assert lock["stages"][STAGE]["params"]["params.yaml"]["mutual_information"]["mc_samples"] == 20000

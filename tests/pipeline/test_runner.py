@@ -87,3 +87,26 @@ def test_an_interrupted_run_publishes_nothing_and_says_so(published, how):
     reason = "KeyboardInterrupt: " + ("interrupted (Ctrl-C)" if how == "ctrl-c" else "stopped by SIGTERM")
     assert reason in p.stderr.read()
     _assert_failed(work, before, reason)
+
+
+def test_a_successful_run_is_quiet_streams_its_bars_and_prints_its_headline(tmp_path):
+    params = nbformat.v4.new_code_cell("n = 3")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[
+        params,
+        nbformat.v4.new_code_cell("import dicelib\nfrom dicelib.analysis import mi_report\nfrom dicelib.image import editing\n"
+                                  "from dicelib.io import save_metrics\nfrom tqdm import tqdm"),
+        nbformat.v4.new_code_cell("for _ in tqdm(range(n), desc='a long loop'):\n    pass\n"
+                                  "save_metrics({'score': 0.25, 'kind': 'best'}, 'quiet')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, tmp_path / "quiet.ipynb")
+    env = os.environ | {"DICELIB_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "dicelib.io", "notebook", "quiet.ipynb", "out/quiet.ipynb", "-k", "python3"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("metrics/quiet.json: kind best, score 0.25"), out.stdout  # the headline numbers
+    assert "a long loop: 100%" in out.stderr, out.stderr  # the kernel's bar, live on the stage's stderr
+    for noise in ("TCP", "KeyboardInterrupt", "Warning", "Traceback", "deprecated"):
+        assert noise not in out.stderr, out.stderr
+    executed = nbformat.read(tmp_path / "out/quiet.ipynb", as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]  # bars kept out

@@ -1,0 +1,76 @@
+"""Shared by the benchmarks: warm-up then the median of repeats, and result files named for machine and date.
+
+A benchmark writes `benchmarks/results/<bench>_<machine>_<date>.json` unless given `--json`, so a run
+never overwrites the reference results committed beside it (files without a date).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def machine(device: torch.device) -> str:
+    """Return a file-name-safe name of the machine a device belongs to: the GPU's model, or the CPU's and its core count."""
+    if device.type == "cuda":
+        return _slug(torch.cuda.get_device_name(device))
+    name = re.sub(r"\((r|tm)\)|\bcpu\b|@.*", "", _cpu_model(), flags=re.I)
+    return f"{_slug(name)}-{os.cpu_count()}cpu"
+
+
+def results_path(bench: str, device: torch.device, day: date | None = None) -> Path:
+    """Return benchmarks/results/<bench>_<machine>_<YYYY-MM-DD>.json."""
+    return RESULTS / f"{bench}_{machine(device)}_{(day or date.today()).isoformat()}.json"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> tuple[Any, float, list[float]]:
+    """Return (the last fn() result, the median seconds, every repeat's seconds) after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times, out = [], None
+    for _ in range(max(1, repeats)):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return out, statistics.median(times), times
+
+
+def write_results(path: Path, meta: dict, rows: list[dict]) -> Path:
+    """Return `path` after writing {"meta", "results"} atomically (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
