@@ -203,7 +203,7 @@ def run_sweep(task: Task, seed: int, records: str | Path, engine: str = "local",
     result = SweepRun(units=len(todo), skipped=len(todo) - len(pending))
     if not pending:
         return result
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=len(todo), initial=result.skipped, desc=f"{task.name} units ({engine})", disable=not progress)
 

@@ -21,7 +21,8 @@ from dicelib.sweep import Records, Unit, merge, run_sweep, unit_seed, units
 
 SEED = 3
 BASE = EditSettings(steps=8, cfg_scale=3.0, noise="mask", pseudo_inverse="lai")
-OUTPUTS = ("metrics/shapes_sweep.json", "tables/shapes_sweep.csv", "tables/shapes_sweep.md")
+OUTPUTS = ("metrics/shapes_sweep.json", "tables/shapes_sweep.csv", "tables/shapes_sweep.md",
+           "tables/shapes_sweep_best.csv", "tables/shapes_sweep_best.md")
 COMPUTED: Counter = Counter()  # units computed in this process, by case (local engine)
 
 
@@ -96,9 +97,15 @@ def test_local_sweep_writes_one_record_per_unit_and_the_merged_outputs(reference
     assert len(records) == 6
     import json
 
+    import io
+
+    import pandas as pd
+
+    best = pd.read_csv(io.BytesIO(out["tables/shapes_sweep_best.csv"])).iloc[0]
+    assert best["cases"] == 6 and best["grid_points"] == 2 and best["failed_units"] == 0
+    assert 0 < best["best_edit_score"] <= 1 and best["best_lambda1"] in (0.5, 0.9)
     metrics = json.loads(out["metrics/shapes_sweep.json"])
-    assert metrics["cases"] == 6 and metrics["grid_points"] == 2 and metrics["failed_units"] == 0
-    assert 0 < metrics["best_edit_score"] <= 1 and metrics["best_lambda1"] in (0.5, 0.9)
+    assert metrics == {"preservation": best["best_preservation"], "edit_score": best["best_edit_score"]}
     assert b"overall" in out["tables/shapes_sweep.md"]
     # a rerun finds every unit done and computes nothing
     assert run_sweep(task(reports), SEED, reports / "records", progress=False).skipped == 6
@@ -133,7 +140,7 @@ def test_a_failing_unit_is_recorded_with_its_message_and_the_sweep_goes_on(tmp_p
     import json
 
     assert merge(t, SEED, tmp_path / "records")["failed_units"] == 1
-    assert json.loads((tmp_path / "metrics/shapes_sweep.json").read_text())["cases"] == 5
+    assert (tmp_path / "tables/shapes_sweep_best.csv").read_text().splitlines()[1].startswith("5,")  # cases
     # a rerun tries the failed unit again (and only it); once it succeeds the outputs are the full ones
     fixed = task(tmp_path, Failing, bad="none")
     ran = run_sweep(fixed, SEED, tmp_path / "records", progress=False)

@@ -72,15 +72,6 @@ def summary(gaussian: pd.DataFrame, discrete: pd.DataFrame) -> dict:
     }
 
 
-def headline(summary: dict) -> dict[str, float]:
-    """Return reports/metrics/mutual_information.json: the closed-form MI at t = 1 in nats (paper: 5.00025e-5).
-
-    The checks beside it (decreasing curve, Monte Carlo within 3 s.e., discrete I(z_1; x_0) = log K)
-    are the notebook's assertions; the curves are the tables mutual_information*.csv.
-    """
-    return {"mi_t1": summary["mi_t1_nats"]}
-
-
 def figure(gaussian: pd.DataFrame, discrete: pd.DataFrame) -> plt.Figure:
     """Return Fig. 3 (Gaussian closed form with Monte Carlo points) beside the discrete curves."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

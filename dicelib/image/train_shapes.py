@@ -24,7 +24,8 @@ to the model's on held-out scenes with 10 / 50 / 90 % of the pixels masked (mean
 pixels). The same numbers at a few points during training form the quality curve.
 
 Run: `python -m dicelib.image.train_shapes --steps 1500 ...` (see `--help`); writes the checkpoint,
-the loss and quality curves (DVC plot CSVs), a sample-grid figure and reports/metrics/train_shapes.json.
+the loss and quality curves (DVC plot CSVs), a sample-grid figure, every number in
+reports/tables/train_shapes.csv and the headline three in reports/metrics/train_shapes.json.
 Wall-clock time is printed, not recorded, so reruns write the same bytes.
 """
 
@@ -40,11 +41,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import shapesbench as sb
 from . import benchmark_build as sbd
-from ..config import FIGURES, METRICS, PLOTS
+from ..config import FIGURES, METRICS, PLOTS, TABLES
 from ..io import atomic_write
 from .plotting import loss_curve, save_png, token_grid
 from ..core.regeneration import regenerate
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", type=Path, default=sbd.BENCH_DIR)
     p.add_argument("--out", type=Path, default=CHECKPOINT)
     p.add_argument("--metrics", type=Path, default=METRICS / "train_shapes.json")
+    p.add_argument("--table", type=Path, default=TABLES / "train_shapes.csv")
     p.add_argument("--plot", type=Path, default=PLOTS / "train_shapes_loss.csv")
     p.add_argument("--quality-plot", type=Path, default=PLOTS / "train_shapes_quality.csv")
     p.add_argument("--figure", type=Path, default=FIGURES / "train_shapes_samples.png")
@@ -339,9 +341,19 @@ def main(argv: list[str] | None = None) -> dict:
         atomic_write(a.quality_plot, lambda h: pd.DataFrame(curve).to_csv(h, index=False))
     save_png(token_grid(samples[:32], eval_prompts[:32]), a.figure)
     save_png(loss_curve(log), a.figure.with_name("train_shapes_loss.png"))
-    atomic_write(a.metrics, lambda h: h.write(json.dumps(report, indent=2) + "\n"))
+    table = pd.DataFrame({"metric": list(report), "value": [str(v) for v in report.values()]})
+    atomic_write(a.table, lambda h: table.to_csv(h, index=False))
+    atomic_write(a.table.with_suffix(".md"), lambda h: h.write(table.to_markdown(index=False) + "\n"))
+    atomic_write(a.metrics, lambda h: h.write(json.dumps(headline(report), indent=2) + "\n"))
     print(json.dumps(report, indent=2))
     return report
+
+
+def headline(report: dict) -> dict:
+    """Return the small train_shapes.json that `dvc metrics show` compares across runs: `exact_parse` (samples
+    for held-out prompts parsed back exactly: prompt_match), `tolerant` (the tolerant parser) and `kl` (KL from
+    the oracle's posterior at 50 % masking); every number is in reports/tables/train_shapes.csv."""
+    return {"exact_parse": report["prompt_match"], "tolerant": report["prompt_match_tolerant"], "kl": report["kl_mask50"]}
 
 
 if __name__ == "__main__":

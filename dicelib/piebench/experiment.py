@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .metrics import PerceptualMetrics, scaled
 from ..core.protocol import model_device

@@ -17,7 +17,7 @@ import zlib
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..core.api import edit_grid, invert
 from ..core.settings import INVERT

@@ -185,7 +185,7 @@ HEADLINE_COLUMNS = {"structure": "structure", "sentiment_minilm_logreg": "sentim
 
 def headline(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, structure: pd.DataFrame,
              chosen: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
-    """Return the flat `text_editing.json`: a few dozen fractions a reader compares across experiments."""
+    """Return the flat summary of notebook 05 (reports/tables/text_summary.csv): a few dozen fractions."""
     out: dict[str, Any] = dict(meta)
     for r in recon.itertuples():
         out[f"recon_{r.method}_hit_rate"] = round(float(r.hit_rate), 6)
@@ -205,6 +205,19 @@ def headline(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, s
             for col, short in HEADLINE_COLUMNS.items():
                 out[f"{run}_{short}"] = round(float(rows.loc[run, col]), 6)
     return out
+
+
+def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Return the small `text_editing.json` that `dvc metrics show` compares across runs: DICE with LAI latents at
+    the lambda1 the val split chose, on test: `preservation` (structure kept), `accuracy` (sentiment correct, MiniLM
+    judge), `edit_score` (success: both). The same names as the image track's; the rest is in the summary table."""
+    return {"preservation": summary["dice_lai_val_structure"], "accuracy": summary["dice_lai_val_sentiment_minilm"],
+            "edit_score": summary["dice_lai_val_success_minilm"]}
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """Return the flat summary as rows (metric, value): reports/tables/text_summary.csv."""
+    return pd.DataFrame({"metric": list(summary), "value": [str(v) for v in summary.values()]})
 
 
 def sweep_figure(sweep: pd.DataFrame, editing: pd.DataFrame, judge: str = "minilm_logreg") -> Any:

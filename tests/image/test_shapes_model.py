@@ -177,14 +177,19 @@ def test_training_stage_writes_a_small_flat_report_and_a_quality_curve(tmp_path)
     cases, grids = sbd.build_cases(cases_per_type=4, val_per_type=1, test_per_type=1)
     sbd.save(cases, grids, tmp_path / "bench", previews=0)
     out = {k: tmp_path / v for k, v in dict(out="m.pt", metrics="m.json", plot="loss.csv", quality_plot="q.csv",
-                                            figure="s.png").items()}
+                                            figure="s.png", table="t.csv").items()}
     args = ["--steps", "4", "--batch-size", "4", "--warmup", "1", "--eval-every", "2", "--dim", "32", "--depth", "1",
             "--heads", "2", "--pixel-dim", "8", "--eval-prompts", "3", "--eval-scenes", "3", "--curve-prompts", "2",
             "--eval-steps", "3", "--data", str(tmp_path / "bench"), "--device", "cpu"]
     report = main(args + [x for k, v in out.items() for x in (f"--{k.replace('_', '-')}", str(v))])
     assert set(report) == {"prompt_match", "prompt_match_tolerant", "kl_mask10", "kl_mask50", "kl_mask90", "final_loss",
                            "steps", "eval_prompts", "eval_scenes", "parameters"}
-    assert json.loads(out["metrics"].read_text()) == report and all(not isinstance(v, dict) for v in report.values())
+    assert json.loads(out["metrics"].read_text()) == {"exact_parse": report["prompt_match"],
+                                                      "tolerant": report["prompt_match_tolerant"], "kl": report["kl_mask50"]}
+    assert all(not isinstance(v, dict) for v in report.values())
+    table = pd.read_csv(out["table"], dtype=str)
+    assert list(table["metric"]) == list(report) and list(table["value"]) == [str(v) for v in report.values()]
+    assert out["table"].with_suffix(".md").is_file()
     curve = pd.read_csv(out["quality_plot"])
     assert list(curve["step"]) == [2, 4] and "kl_mask50" in curve and (curve["kl_mask50"] > 0).all()
     assert smod.load(out["out"]).config.dim == 32
