@@ -12,17 +12,9 @@ from dicelib.text import editing as text_editing
 from dicelib.text import baseline as text_model
 from dicelib.adapters import MaskedLM
 from dicelib.errors import DiceError
-from dicelib.text.sentiment_data import SentimentPair
+from .pairs import PAIRS
 from dicelib.text.model import FOLDER, is_text_folder
 
-PAIRS = [
-    SentimentPair(0, "Negative Sentiment: After the test.", " She felt anxious.",
-                  "Positive Sentiment: After the test.", " She felt confident."),
-    SentimentPair(1, "Negative Sentiment: Regarding the lecture.", " It was dull and confusing.",
-                  "Positive Sentiment: Regarding the lecture.", " It was clear and engaging."),
-    SentimentPair(2, "Negative Sentiment: At the airport.", " The flight was delayed.",
-                  "Positive Sentiment: At the airport.", " The flight was on time."),
-]
 
 
 TEXTS = [t for p in PAIRS for t in (p.neg_context, p.neg_content, p.pos_context, p.pos_content)]

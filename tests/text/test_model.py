@@ -10,16 +10,8 @@ from dicelib.errors import DiceError, MissingWeightsError
 from dicelib.text import editing as text_editing
 from dicelib.text import model as text_model
 from dicelib.text import train as train_text
-from dicelib.text.sentiment_data import SentimentPair
+from .pairs import PAIRS
 
-PAIRS = [
-    SentimentPair(0, "Negative Sentiment: After the test.", " She felt anxious.",
-                  "Positive Sentiment: After the test.", " She felt confident."),
-    SentimentPair(1, "Negative Sentiment: Regarding the lecture.", " It was dull and confusing.",
-                  "Positive Sentiment: Regarding the lecture.", " It was clear and engaging."),
-    SentimentPair(2, "Negative Sentiment: At the airport.", " The flight was delayed.",
-                  "Positive Sentiment: At the airport.", " The flight was on time."),
-]
 
 
 def tiny_config():
