@@ -10,7 +10,7 @@ import torch
 import dicelib
 from dicelib.adapters import MaskedLM
 from dicelib.errors import DiceError, MissingWeightsError
-from dicelib.text.model import build_tokenizer, train_tokenizer
+from dicelib.text.baseline import build_tokenizer, train_tokenizer
 
 SENTENCES = [
     "Negative Sentiment: After the test.", " She felt anxious about her answers.",
