@@ -17,7 +17,7 @@ repro: install  ## set up and run the whole DVC pipeline on the embedded default
 	$(PYTHON) -m dvc repro
 	$(PYTHON) -m dvc status
 
-repro-all: install  ## recompute every stage from scratch, ignoring the committed outputs (about 15 min on 2 cores)
+repro-all: install  ## recompute every stage from scratch, ignoring the committed outputs (about 35 min on 2 cores)
 	$(PYTHON) -m dvc repro -f
 	$(PYTHON) -m dvc status
 
