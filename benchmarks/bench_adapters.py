@@ -27,7 +27,7 @@ import torch
 
 import dicelib
 from dicelib.adapters.random_components import random_amused, random_paella, random_vq_diffusion
-from timing import results_path, sync, timed, write_results
+from timing import add_run_options, results_path, run_device, sync, timed, write_results
 
 
 class PeakMemory:
@@ -110,18 +110,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--small", action="store_true", help="CPU-friendly sizes instead of the real shapes")
     p.add_argument("--models", default="amused,vq-diffusion", help="comma-separated: amused, vq-diffusion, paella")
     p.add_argument("--stores", default="float32,none")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--masked-steps", type=int, default=32, help="aMUSEd and Paella inversion steps (the paper's 32)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up; the median is reported")
-    p.add_argument("--json", default=None, help="default: benchmarks/results/bench_adapters_<machine>_<date>.json")
+    add_run_options(p, "bench_adapters")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if a.device == "auto" else a.device))
+    device = run_device(a)
     size = "small" if a.small else "real"
     stores = a.stores.split(",")
     rows = []

@@ -28,7 +28,7 @@ import torch
 import dicelib
 from bench_adapters import PeakMemory
 from reference_loop import reference_edit, reference_latents
-from timing import results_path, sync, timed, write_results
+from timing import REPEATS, add_run_options, results_path, run_device, sync, timed, write_results
 
 GRID = [round(0.05 + 0.06 * i, 2) for i in range(16)]  # lambda1 0.05 .. 0.95 (lambda2 = 1 - lambda1)
 
@@ -56,7 +56,6 @@ def _models(size: str, device: torch.device, names: list[str]) -> dict:
     return out
 
 
-REPEATS = 3
 
 
 def _timed(device: torch.device, repeats: int, fn):
@@ -106,16 +105,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--models", default="shapes,amused,vq-diffusion")
     p.add_argument("--size", default="small", choices=["small", "real"], help="random adapters' size")
     p.add_argument("--stores", default="float32,bfloat16,none")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=REPEATS, help="timed runs after the warm-up; the median is reported")
-    p.add_argument("--json", default=None, help="default: results/bench_grid_<machine>_<date>.json")
+    add_run_options(p, "bench_grid")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if a.device == "auto" else a.device))
+    device = run_device(a)
     rows = []
     for name, (model, kwargs, src, tgt) in _models(a.size, device, a.models.split(",")).items():
         with torch.no_grad():

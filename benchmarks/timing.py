@@ -74,3 +74,24 @@ def write_results(path: Path, meta: dict, rows: list[dict]) -> Path:
     tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+REPEATS = 3  # timed runs after the warm-up; the median is reported
+
+
+def add_run_options(p: Any, bench: str) -> None:
+    """Add the options every adapter benchmark shares: --device, --threads, --seed, --repeats, --json."""
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=REPEATS, help="timed runs after the warm-up; the median is reported")
+    p.add_argument("--json", default=None, help=f"default: benchmarks/results/{bench}_<machine>_<date>.json")
+
+
+def run_device(a: Any) -> torch.device:
+    """Apply --threads and return the device --device names (auto: CUDA when present, else the CPU)."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(a.device)
