@@ -32,3 +32,18 @@ def test_timed_warms_up_then_reports_the_median_of_repeats(monkeypatch, tmp_path
     assert times == [5.0, 1.0, 2.0] and median == 2.0
     written = timing.write_results(tmp_path / "r.json", {"repeats": 3}, [{"s": median}])
     assert json.loads(written.read_text()) == {"meta": {"repeats": 3}, "results": [{"s": 2.0}]}
+
+
+def test_text_benchmark_runs_both_dtypes_and_reconstructs(tmp_path, monkeypatch):
+    """benchmarks/bench_text.py at a tiny size: float32 and bfloat16 rows, exact reconstructions, a speed-up and
+    the share of edits bfloat16 changes."""
+    import bench_text
+
+    out = tmp_path / "text.json"
+    monkeypatch.setattr(sys, "argv", ["bench_text.py", "--pairs", "3", "--steps", "2", "--repeats", "1",
+                                      "--threads", str(torch.get_num_threads()), "--json", str(out)])
+    bench_text.main()
+    rows = json.loads(out.read_text())["results"]
+    assert [r["compute_dtype"] for r in rows] == ["float32", "bfloat16"]
+    assert all(r["reconstruction_exact"] and r["sweep_s"] > 0 for r in rows)
+    assert rows[1]["sweep_speedup"] > 0 and 0 <= rows[1]["sweep_edits_changed"] <= 1

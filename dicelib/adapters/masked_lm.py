@@ -21,21 +21,31 @@ for classifier-free guidance. `t` is ignored: masked LMs have no timestep input.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import DiceError, MissingWeightsError
+from ..errors import DiceError, MissingWeightsError, check_choice
 from .hub import missing_weights_message
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class MaskedLM:
     """A masked LM and its tokenizer as a DiscreteDenoiser over the content tokens of a sentence pair."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None, batch_size: int = 64):
+    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None, batch_size: int = 64,
+                 compute_dtype: str = "float32"):
         if getattr(tokenizer, "mask_token_id", None) is None:
             raise DiceError(f"tokenizer {type(tokenizer).__name__} has no mask token; a masked LM tokenizer is needed")
+        check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
+        # bfloat16: the forward pass runs on a bfloat16 copy of the model, made on first use (the float32 model
+        # is left as it is; logits come back float32). Inversion and editing call the same copy, so
+        # reconstruction stays exact; only the predictions move (about 0.1 logit).
+        self.compute_dtype = compute_dtype
+        self._half: tuple[Any, Any, Any] | None = None
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
@@ -57,8 +67,9 @@ class MaskedLM:
 
     @classmethod
     def from_pretrained(cls, model_id: str | Path, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, **kwargs: Any) -> MaskedLM:
-        """Return the adapter for a local folder or a cached Hub id, offline; absent -> MissingWeightsError."""
+                        dtype: torch.dtype | None = None, compute_dtype: str = "float32", **kwargs: Any) -> MaskedLM:
+        """Return the adapter for a local folder or a cached Hub id, offline; absent -> MissingWeightsError.
+        dtype: the weights' (transformers); compute_dtype: "bfloat16" runs the forward pass on a bfloat16 copy."""
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         try:
@@ -67,7 +78,7 @@ class MaskedLM:
         except (OSError, ValueError) as err:  # missing cache entries raise OSError subclasses
             detail = str(err).splitlines()[0] if isinstance(err, ValueError) and str(err) else ""
             raise MissingWeightsError(missing_weights_message(str(model_id), detail)) from err
-        return cls(model.to(device), tokenizer, name=str(model_id))
+        return cls(model.to(device), tokenizer, name=str(model_id), compute_dtype=compute_dtype)
 
     @property
     def device(self) -> torch.device:
@@ -170,19 +181,29 @@ class MaskedLM:
         device = self.device
         allowed = self.class_to_vocab.to(device)
         out = []
+        body, head, model = self._forward_modules()
         for lo in range(0, b, self.batch_size):
             inputs, positions = self._inputs(vocab[lo: lo + self.batch_size], contexts[lo: lo + self.batch_size])
             inputs = {k: v.to(device) for k, v in inputs.items()}
             positions = positions.to(device)[..., None]  # [b', D, 1]
-            if self._head is not None:  # the vocabulary projection runs on the D content positions only
-                hidden = self._body(**inputs).last_hidden_state  # [b', L, H]
-                at = self._head(hidden.gather(1, positions.expand(-1, -1, hidden.shape[-1])))  # [b', D, V]
+            if head is not None:  # the vocabulary projection runs on the D content positions only
+                hidden = body(**inputs).last_hidden_state  # [b', L, H]
+                at = head(hidden.gather(1, positions.expand(-1, -1, hidden.shape[-1])))  # [b', D, V]
             else:
-                full = self.model(**inputs).logits  # [b', L, V]
+                full = model(**inputs).logits  # [b', L, V]
                 at = full.gather(1, positions.expand(-1, -1, full.shape[-1]))  # [b', D, V]
             at = at[..., self._slice] if self._slice is not None else at.index_select(-1, allowed)
             out.append(at.float())  # [b', D, K]
         return torch.cat(out, dim=0).to(x.device)
+
+    def _forward_modules(self) -> tuple[Any, Any, Any]:
+        """Return (encoder, head or None, whole model) of the compute dtype: the model itself, or its bfloat16 copy."""
+        if self.compute_dtype == "float32":
+            return self._body, self._head, self.model
+        if self._half is None or next(self._half[2].parameters()).device != self.device:
+            half = copy.deepcopy(self.model).to(torch.bfloat16).eval()
+            self._half = (*_split_head(half), half)
+        return self._half
 
 
 def _split_head(model: Any) -> tuple[Any, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..adapters.masked_lm import COMPUTE_DTYPES
 from ..core.api import edit_grid, invert
 from ..core.settings import INVERT
 from ..errors import DiceError, Relation, choice, integer, list_of, string
@@ -30,17 +31,16 @@ RECONSTRUCTION = {"lambda1": 1.0, "lambda2": 0.0}
 EDIT_PSEUDO_INVERSES = ("onehot", "lai")  # exact reconstruction; 'model' is not exact where it disagrees with x0
 
 
-def load_masked_lm(name: str = "text", device: str | torch.device = "cpu") -> Any:
-    """Return a MaskedLM: the pipeline's `text` model, a folder it saved, or any HF masked LM id / folder (offline)."""
+def load_masked_lm(name: str = "text", device: str | torch.device = "cpu", compute_dtype: str = "float32") -> Any:
+    """Return a MaskedLM: the pipeline's `text` model, a folder it saved, or any HF masked LM id / folder (offline).
+    compute_dtype: "float32", or "bfloat16" (the forward pass on a bfloat16 copy; reconstruction stays exact)."""
     from .model import FOLDER, is_text_folder, load_text_model
 
-    if name == "text":
-        return load_text_model(FOLDER, device=device)
-    if is_text_folder(name):
-        return load_text_model(name, device=device)
+    if name == "text" or is_text_folder(name):
+        return load_text_model(FOLDER if name == "text" else name, device=device, compute_dtype=compute_dtype)
     from ..adapters.masked_lm import MaskedLM
 
-    return MaskedLM.from_pretrained(name, device=device)
+    return MaskedLM.from_pretrained(name, device=device, compute_dtype=compute_dtype)
 
 
 def as_model_writes(lm: Any, sentences: list[str]) -> list[str]:
@@ -168,4 +168,4 @@ PARAMS = stage_params(  # notebook 05
     model=string(), n_pairs=integer(0), val_pairs=integer(0), judge_pairs=integer(0),
     pseudo_inverses=list_of(choice(EDIT_PSEUDO_INVERSES)), set1=list_of(LAMBDA, 2), set2=list_of(LAMBDA, 2),
     sweep=list_of(LAMBDA), examples=list_of(string()), n_examples=integer(1),
-    threads=integer(1))
+    compute_dtype=choice(COMPUTE_DTYPES), threads=integer(1))

@@ -190,8 +190,9 @@ def read_meta(folder: Path = FOLDER) -> dict[str, Any]:
     return record
 
 
-def load_text_model(folder: Path = FOLDER, device: str | torch.device = "cpu") -> Any:
-    """Return the trained `text` model wrapped as a `dicelib.adapters.MaskedLM` (eval mode, float32)."""
+def load_text_model(folder: Path = FOLDER, device: str | torch.device = "cpu", compute_dtype: str = "float32") -> Any:
+    """Return the trained `text` model wrapped as a `dicelib.adapters.MaskedLM` (eval mode, float32 weights;
+    compute_dtype "bfloat16" runs its forward pass on a bfloat16 copy)."""
     from safetensors.torch import load_file
     from transformers import BertConfig
 
@@ -213,4 +214,4 @@ def load_text_model(folder: Path = FOLDER, device: str | torch.device = "cpu") -
         raise DiceError(f"{folder}/{WEIGHTS} does not fit its config: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.to(device).eval()
-    return MaskedLM(model, load_tokenizer(folder), name="text")
+    return MaskedLM(model, load_tokenizer(folder), name="text", compute_dtype=compute_dtype)

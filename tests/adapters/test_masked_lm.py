@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import time
 
 import pytest
@@ -104,6 +106,32 @@ def test_exact_reconstruction(name, pseudo_inverse, noise, request):
     rec = dicelib.edit(lm, inv, cond, lambda1=1.0, lambda2=0.0, generator=gen)
     assert torch.equal(rec, x0)
     assert lm.decode(rec) == lm.decode(x0)
+
+
+@pytest.mark.parametrize("name", ["roberta", "bert"])
+@pytest.mark.parametrize("pseudo_inverse", ["onehot", "lai"])
+def test_bfloat16_compute_reconstructs_exactly_in_grids(name, pseudo_inverse, request):
+    """compute_dtype="bfloat16" moves the logits (a bfloat16 copy) but inversion and editing share them: store="none"
+    recomputes the inversion's rows beside edit rows in one batch and still reconstructs token for token."""
+    lm = copy.copy(request.getfixturevalue(name))
+    full = lm.logits(*_encode(lm)[:1], torch.zeros(1), _encode(lm)[1])
+    lm.compute_dtype = "bfloat16"
+    half = lm.logits(*_encode(lm)[:1], torch.zeros(1), _encode(lm)[1])
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    torch.testing.assert_close(half, full, atol=0.1, rtol=0.05)
+    x0, cond = lm.encode_pair(CONTEXTS, [CONTENTS[0], CONTENTS[0]])
+    inv = dicelib.invert(lm, x0, cond, steps=8, tau=0.9, pseudo_inverse=pseudo_inverse, store="none",
+                         generator=torch.Generator().manual_seed(3), noise="mask")
+    settings = [dict(lambda1=1.0, lambda2=0.0), dict(lambda1=0.0, lambda2=1.0)]  # a sampled row in the same calls
+    rec, sampled = dicelib.edit_grid(lm, inv, settings, conds=[cond, cond],
+                                     generators=[torch.Generator().manual_seed(i) for i in range(2)])
+    assert torch.equal(rec, x0) and not torch.equal(sampled, x0)
+    assert all(p.dtype == torch.float32 for p in lm.model.parameters()), "the float32 model is left as it is"
+
+
+def test_compute_dtype_is_checked(roberta):
+    with pytest.raises(DiceError, match="compute_dtype 'float16'.*'float32', 'bfloat16'"):
+        MaskedLM(roberta.model, roberta.tokenizer, compute_dtype="float16")
 
 
 def test_reconstruction_with_guidance_uses_null_context(roberta):
