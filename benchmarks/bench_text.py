@@ -23,6 +23,7 @@ from dicelib.text import editing as text_editing, sentiment_data
 from timing import REPEATS, add_run_options, results_path, run_device, timed, write_results
 
 SWEEP = [0.02, 0.05, 0.1, 0.2, 0.5, 0.8]  # params.yaml text_editing.sweep
+LATENTS = ("onehot", "lai")  # params.yaml text_editing.pseudo_inverses
 
 
 def edits_of(sweeps: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -39,15 +40,15 @@ def main() -> None:
     device = run_device(args)
     pairs = sentiment_data.load_pairs("val")[: args.pairs]
     kwargs = dict(steps=args.steps, seed=args.seed, progress=False)
+    edits = len(LATENTS) * len(SWEEP) * len(pairs)  # per sweep
     rows, sweeps = [], {}
     for dtype in ("float32", "bfloat16"):
         lm = text_editing.load_masked_lm("text", device=device, compute_dtype=dtype)
         sweeps[dtype], sweep_s, sweep_runs = timed(lambda: text_editing.sweep_pairs(
-            lm, pairs, ["onehot", "lai"], SWEEP, tau=0.7, **kwargs), device, args.repeats)
+            lm, pairs, list(LATENTS), SWEEP, tau=0.7, **kwargs), device, args.repeats)
         recon, recon_s, recon_runs = timed(lambda: text_editing.reconstruct_pairs(
-            lm, pairs, ("onehot", "lai"), **kwargs), device, args.repeats)
-        exact = all(recon[f"dice_{pi}"] == recon["source"] for pi in ("onehot", "lai"))
-        edits = 2 * len(SWEEP) * len(pairs)
+            lm, pairs, LATENTS, **kwargs), device, args.repeats)
+        exact = all(recon[f"dice_{pi}"] == recon["source"] for pi in LATENTS)
         rows.append(dict(compute_dtype=dtype, sweep_s=round(sweep_s, 3), sweep_runs=sweep_runs,
                          edits_per_s=round(edits / sweep_s, 2), reconstruction_s=round(recon_s, 3),
                          reconstruction_runs=recon_runs, reconstruction_exact=exact))
@@ -60,8 +61,8 @@ def main() -> None:
     half["reconstruction_speedup"] = round(base["reconstruction_s"] / half["reconstruction_s"], 2)
     half["sweep_edits_changed"] = round(changed / len(full), 4)
     meta = dict(device=str(device), torch=torch.__version__, threads=torch.get_num_threads(), pairs=len(pairs),
-                steps=args.steps, sweep=SWEEP, pseudo_inverses=["onehot", "lai"], repeats=args.repeats,
-                edits_per_sweep=2 * len(SWEEP) * len(pairs))
+                steps=args.steps, sweep=SWEEP, pseudo_inverses=list(LATENTS), repeats=args.repeats,
+                edits_per_sweep=edits)
     path = write_results(Path(args.json) if args.json else results_path("bench_text", device), meta, rows)
     print(f"bfloat16 over float32: sweep {half['sweep_speedup']}x, reconstruction {half['reconstruction_speedup']}x; "
           f"{100 * half['sweep_edits_changed']:.1f} % of the sweep's edits differ\n-> {path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 import time
 
 import pytest
@@ -114,9 +113,10 @@ def test_bfloat16_compute_reconstructs_exactly_in_grids(name, pseudo_inverse, re
     """compute_dtype="bfloat16" moves the logits (a bfloat16 copy) but inversion and editing share them: store="none"
     recomputes the inversion's rows beside edit rows in one batch and still reconstructs token for token."""
     lm = copy.copy(request.getfixturevalue(name))
-    full = lm.logits(*_encode(lm)[:1], torch.zeros(1), _encode(lm)[1])
+    one, context = _encode(lm)
+    full = lm.logits(one, torch.zeros(1), context)
     lm.compute_dtype = "bfloat16"
-    half = lm.logits(*_encode(lm)[:1], torch.zeros(1), _encode(lm)[1])
+    half = lm.logits(one, torch.zeros(1), context)
     assert half.dtype == torch.float32 and not torch.equal(half, full)
     torch.testing.assert_close(half, full, atol=0.1, rtol=0.05)
     x0, cond = lm.encode_pair(CONTEXTS, [CONTENTS[0], CONTENTS[0]])
