@@ -89,6 +89,11 @@ def string() -> Rule:
     return Rule("a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
 
 
+def boolean() -> Rule:
+    """Return the rule "true or false" (a bool; the strings papermill and argparse pass are not bools)."""
+    return Rule("true or false", lambda v: isinstance(v, bool))
+
+
 def optional(rule: Rule) -> Rule:
     """Return `rule` that also accepts None (papermill passes the string None as None)."""
     return Rule(f"None or {rule.allowed}", lambda v: v is None or rule.accepts(v))

@@ -1,7 +1,9 @@
-"""The pipeline's inputs and outputs: what its params accept, how a notebook stage runs, and the writers.
+"""The pipeline's inputs and outputs: what its params accept, the stage contract, how a notebook stage runs, and the writers.
 
 - Params: `SHARED_RULES` says what the settings several stages share accept; each stage declares
   its `StageParams` once next to its code with `stage_params`, and its notebook checks them first.
+- Every stage follows one contract (`Stage`, `publish`, `run_stage`): params checked first, outputs
+  staged, published together only when the whole stage succeeded, rolled back if publishing fails.
 - Notebook stages run through `python -m dicelib.io notebook IN OUT [papermill options]`, which
   runs papermill with the kernel writing into a staging folder; only a run whose every cell
   succeeded moves its files into place, so a failed or interrupted run leaves the last successful
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -23,17 +26,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Callable, Iterable
 
 from . import config
 from .core.atomic import atomic_write
 from .core.injection import INJECTIONS
 from .core.masked import NOISE_KINDS
 from .core.pseudo_inverse import MIN_MARGIN, PSEUDO_INVERSES
-from .errors import Relation, Rule, StageParams, choice, integer, number, optional
+from .errors import DiceError, Relation, Rule, StageParams, choice, integer, number, optional
 
-__all__ = ["LAMBDA", "SHARED_RULES", "NotebookFailed", "atomic_write", "jsonable", "run_notebook", "save_figure",
-           "save_metrics", "save_plot_data", "save_table", "stage_params"]
+__all__ = ["LAMBDA", "SHARED_RULES", "NotebookFailed", "Stage", "atomic_write", "jsonable", "publish", "run_notebook",
+           "run_stage", "save_figure", "save_metrics", "save_plot_data", "save_table", "stage_params", "typed"]
 
 # --- params -------------------------------------------------------------------------------------
 
@@ -60,7 +64,7 @@ def stage_params(group: str, shared: str, *relations: Relation, **rules: Rule) -
 
 # --- notebook stages ----------------------------------------------------------------------------
 
-STAGING = ".staging"  # config.REPORTS/.staging/<notebook>/: where a notebook run writes until it succeeds
+STAGING = ".staging"  # <REPORTS or ROOT>/.staging/<stage or notebook>/: where a run writes until it succeeds
 FAILED = "failed"  # <output folder>/failed/<notebook>.ipynb: the executed notebook of a failed run
 
 
@@ -143,19 +147,12 @@ def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[
             failed = _write_failed(nb if nb is not None else nbformat.read(notebook, as_version=4),
                                    output.parent / FAILED / output.name, reason, output)
             raise NotebookFailed(reason, failed, interrupt is not None)
-        # Ctrl-C and kill wait until every file is in place
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            published = []
-            for path in sorted(p for p in staged_reports.rglob("*") if p.is_file()):
-                target = config.REPORTS / path.relative_to(staged_reports)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-                published.append(target)
-            nb.metadata.papermill["output_path"] = str(output)  # what papermill records when it writes `output` itself
-            atomic_write(output, lambda f: f.write(nbformat.writes(normalised(nb))))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        nb.metadata.papermill["output_path"] = str(output)  # what papermill records when it writes `output` itself
+        atomic_write(staged_nb, lambda f: f.write(nbformat.writes(normalised(nb))))
+        # all files or none (a failed move puts the previous outputs back); Ctrl-C and kill wait until done
+        moves = [(path, config.REPORTS / path.relative_to(staged_reports))
+                 for path in sorted(p for p in staged_reports.rglob("*") if p.is_file())]
+        published = publish([*moves, (staged_nb, output)], output.stem)[:-1]
         for line in headline(published):
             print(line)
         return output
@@ -274,6 +271,168 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{a.notebook} FAILED: {e}\nThe previous outputs are unchanged; the failed run's executed notebook "
               f"is {e.failed}", file=sys.stderr)
         raise SystemExit(130 if e.interrupted else 1) from None
+
+
+# --- the stage contract ---------------------------------------------------------------------
+# Every pipeline stage, Python and notebook alike: (1) params checked before any work (a
+# StageParams), one `Error:` line naming the key, the value and what is allowed; (2) outputs
+# written to staging (`Stage.path`), never in place; (3) published together only when the whole
+# stage succeeded (`publish`): each previous output is moved aside, each staged one into place; if
+# any move fails, every output already moved is put back. Ctrl-C and kill wait until publishing is
+# over. dvc.yaml marks every output `persist: true`, so DVC does not delete them before a run.
+#
+#     with Stage("train-shapes", [CHECKPOINT, METRICS / "train_shapes.json"]) as stage:
+#         save(model, stage.path(CHECKPOINT))
+
+OLD = ".staging-old"  # <output's folder>/.staging-old/<stage>/: the previous outputs while publishing
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        shutil.move(str(src), str(dst))  # another filesystem: copied, then the source removed
+
+
+def publish(moves: Iterable[tuple[Path, Path]], tag: str) -> list[Path]:
+    """Return the targets after moving each staged path onto its target, all of them or none.
+
+    Each existing target is first moved aside to `<its folder>/.staging-old/<tag>/`; if any move
+    fails (a read-only folder, a full disk), the new outputs already in place go back to staging and
+    every previous output is moved back, then the error is raised. SIGINT and SIGTERM are held until done.
+    """
+    moves = [(Path(s), Path(t)) for s, t in moves]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    done: list[tuple[Path, Path, Path | None, bool]] = []  # (staged, target, previous output moved aside, placed)
+    try:
+        try:
+            for staged, target in moves:
+                old = None
+                if target.exists() or target.is_symlink():
+                    old = target.parent / OLD / tag / target.name
+                    old.parent.mkdir(parents=True, exist_ok=True)
+                    _remove(old)
+                    _move(target, old)
+                done.append((staged, target, old, False))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _move(staged, target)
+                done[-1] = (staged, target, old, True)
+        except BaseException:
+            for staged, target, old, placed in reversed(done):
+                if placed:
+                    _move(target, staged)
+                if old is not None:
+                    _move(old, target)
+            raise
+        finally:
+            for _, target, _, _ in done:
+                folder = target.parent / OLD / tag
+                shutil.rmtree(folder, ignore_errors=True)
+                for empty in (folder.parent,):
+                    try:
+                        empty.rmdir()
+                    except OSError:
+                        pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return [t for _, t in moves]
+
+
+class Stage:
+    """One run of a pipeline stage whose outputs are `outputs` (files or folders).
+
+    Inside `with Stage(...) as stage:` write each output to `stage.path(output)` (report writers
+    that take a root: `stage.reports`). Leaving the block normally publishes every output together;
+    an exception publishes nothing and removes the staged files. An output the run did not write is
+    an error (nothing is published).
+    """
+
+    def __init__(self, name: str, outputs: Iterable[str | Path]):
+        self.name = name
+        self.outputs = [Path(p).absolute() for p in outputs]
+        self.reports = self._root(config.REPORTS.absolute())
+        parents = {str(p.parent) for p in self.outputs}
+        self.anchor = Path(os.path.commonpath(sorted(parents))) if parents else Path.cwd()  # outputs elsewhere
+
+    def _root(self, anchor: Path) -> Path:
+        return anchor / STAGING / self.name
+
+    def path(self, output: str | Path) -> Path:
+        """Return where this run writes `output` (one of the stage's outputs) until it is published."""
+        output = Path(output).absolute()
+        if output not in self.outputs:
+            raise DiceError(f"stage {self.name}: {output} is not one of its outputs {[str(p) for p in self.outputs]}")
+        anchor = next(a for a in (config.REPORTS.absolute(), config.ROOT, self.anchor) if output.is_relative_to(a))
+        staged = self._root(anchor) / output.relative_to(anchor)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        return staged
+
+    def _staging_roots(self) -> list[Path]:
+        roots = {self._root(config.REPORTS.absolute()), self._root(config.ROOT)}
+        roots.add(self._root(self.anchor))
+        return sorted(roots)
+
+    def _clean(self) -> None:
+        for root in self._staging_roots():
+            shutil.rmtree(root, ignore_errors=True)
+            try:
+                root.parent.rmdir()  # .staging itself, unless another run is using it
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Stage":
+        self._clean()  # left by a run killed with SIGKILL
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if kind is None:
+                moves = [(self.path(p), p) for p in self.outputs]
+                missing = [str(t) for s, t in moves if not (s.exists() or s.is_symlink())]
+                if missing:
+                    raise DiceError(f"stage {self.name} did not write {missing}; nothing was published")
+                publish(moves, self.name)
+        finally:
+            self._clean()
+
+
+def typed(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Return an argparse type giving `kind(text)`, or `text` itself when that fails (the params check then names it)."""
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    return parse
+
+
+def run_stage(main: Callable[[], Any]) -> Any:
+    """Return main()'s result; a DiceError ends the process with one `Error:` line and exit status 1.
+
+    SIGTERM is turned into KeyboardInterrupt, so a killed stage unwinds (nothing published) like Ctrl-C.
+    """
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return main()
+    except DiceError as e:
+        print(f"Error: {e} (the previous outputs are unchanged)", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt as e:
+        print(f"Error: interrupted ({e or 'Ctrl-C'}); the previous outputs are unchanged.", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 # --- writers ------------------------------------------------------------------------------------

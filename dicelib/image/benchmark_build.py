@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import shapesbench as sb
 from ..config import DATA
-from ..errors import DiceError, check_choice, choice, integer
+from ..errors import DiceError, Relation, StageParams, check_choice, choice, integer
 
 BENCH_DIR = DATA / "shapesbench"
 SPLITS = ("train", "val", "test")
@@ -126,21 +126,34 @@ def select(cases: pd.DataFrame, grids: dict[str, np.ndarray], ids: list[str] | s
     return cases.iloc[rows].reset_index(drop=True), {k: v[rows] for k, v in grids.items()}
 
 
+PARAMS = StageParams(  # the shapes_data group of params.yaml (and base.seed), checked before any work
+    "shapes_data", {"seed": integer(0), "cases_per_type": integer(1), "val_per_type": integer(0),
+                    "test_per_type": integer(0), "previews": integer(0)},
+    (Relation(("cases_per_type", "val_per_type", "test_per_type"), "cases_per_type >= val_per_type + test_per_type",
+              lambda c, v, t: c >= v + t),))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build ShapesBench and write it under data/shapesbench (the `data` DVC stage)."""
+    from ..io import Stage, typed
+
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, default=BENCH_DIR)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cases-per-type", type=int, default=60)
-    p.add_argument("--val-per-type", type=int, default=10)
-    p.add_argument("--test-per-type", type=int, default=20)
-    p.add_argument("--previews", type=int, default=3)
+    p.add_argument("--seed", type=typed(int), default=0)
+    p.add_argument("--cases-per-type", type=typed(int), default=60)
+    p.add_argument("--val-per-type", type=typed(int), default=10)
+    p.add_argument("--test-per-type", type=typed(int), default=20)
+    p.add_argument("--previews", type=typed(int), default=3)
     a = p.parse_args(argv)
-    cases, grids = build_cases(a.cases_per_type, a.seed, a.val_per_type, a.test_per_type)
-    save(cases, grids, a.out, a.previews)
+    PARAMS.check(**{k: getattr(a, k) for k in PARAMS.rules})
+    with Stage("data", [a.out]) as stage:
+        cases, grids = build_cases(a.cases_per_type, a.seed, a.val_per_type, a.test_per_type)
+        save(cases, grids, stage.path(a.out), a.previews)
     counts = cases.groupby(["type", "split"]).size().unstack(fill_value=0)
     print(f"wrote {len(cases)} cases to {a.out}\n{counts}")
 
 
 if __name__ == "__main__":
-    main()
+    from ..io import run_stage
+
+    run_stage(main)

@@ -25,7 +25,7 @@ from .. import config
 from ..core.api import edit_grid, invert
 from ..core.settings import EditSettings
 from ..errors import DiceError, check_choice
-from ..io import save_metrics, save_table
+from ..io import Stage, run_stage, save_metrics, save_table
 from ..sweep import add_engine_arguments, file_fingerprint, merge, parse_floats, run_sweep, summary_line
 from . import metrics as im
 from .benchmark_build import BENCH_DIR, SPLITS
@@ -161,15 +161,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default=None)
     add_engine_arguments(p)
     a = p.parse_args(argv)
+    if a.threads is not None and (isinstance(a.threads, bool) or a.threads < 1):
+        raise DiceError(f"threads = {a.threads!r} is not allowed; expected an int >= 1 (or none: torch's default)")
     base = EditSettings(steps=a.steps, cfg_scale=a.cfg_scale, noise=a.noise, pseudo_inverse=a.pseudo_inverse,
                         margin=a.margin)
     task = ShapesSweep(parse_floats(a.lambdas, "lambdas"), parse_floats(a.taus, "taus"), a.split, a.per_type, base,
                        a.data, a.checkpoint, a.device, a.reports)
-    ran = run_sweep(task, a.seed, records_folder(a.reports), engine=a.engine, address=a.address, workers=a.workers,
-                    max_retries=a.max_retries, threads=a.threads)
-    print(summary_line(ran))
-    return merge(task, a.seed, records_folder(a.reports))
+    if isinstance(a.seed, bool) or a.seed < 0:
+        raise DiceError(f"seed = {a.seed!r} is not allowed; expected an int >= 0")
+    reports = Path(a.reports or config.REPORTS)
+    outputs = [reports / "tables" / f"{NAME}{end}" for end in (".csv", ".md", "_best.csv", "_best.md")]
+    with Stage("shapes-sweep", [*outputs, reports / "metrics" / f"{NAME}.json"]) as stage:
+        ran = run_sweep(task, a.seed, records_folder(a.reports), engine=a.engine, address=a.address, workers=a.workers,
+                        max_retries=a.max_retries, threads=a.threads)
+        print(summary_line(ran))
+        # the merge writes under a staging copy of reports/: published together when all is written
+        return merge(replace(task, reports=str(stage.path(outputs[0]).parent.parent)), a.seed, records_folder(a.reports))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

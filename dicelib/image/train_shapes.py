@@ -46,9 +46,11 @@ from tqdm import tqdm
 from . import shapesbench as sb
 from . import benchmark_build as sbd
 from ..config import FIGURES, METRICS, PLOTS, TABLES
-from ..io import atomic_write
+from ..io import Stage, atomic_write, run_stage, stage_params, typed
 from .plotting import loss_curve, save_png, token_grid
-from ..core.regeneration import regenerate
+from ..core.regeneration import ORDERS, regenerate
+from ..core.schedules import MASK_SCHEDULES
+from ..errors import Relation, Rule, boolean, choice, integer, is_number, number
 from .shapes_model import CHECKPOINT, ShapesConfig, ShapesDenoiser, encode, load, save
 from .shapes_oracle import OracleConfig, ShapesOracle
 
@@ -264,12 +266,34 @@ def colour_set(tokens: np.ndarray) -> set[str]:
     return {sb.COLOURS[c] for c in np.flatnonzero(counts) if c != counts.argmax()}
 
 
-def _probs(text: str) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in text.split(","))
-    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
-        raise argparse.ArgumentTypeError(f"kind probabilities must be three numbers >= 0 (renoise,mask,mask-and-replace), "
-                                         f"not all 0; got {text!r}")
-    return values
+def _probs(text: str) -> tuple[float, float, float] | str:
+    """Return three floats from "a,b,c", or `text` itself when it is not that (the params check names it)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        return text
+    return values if len(values) == 3 else text
+
+
+def _flag(text: str) -> bool | str:
+    """Return True/False for true/false, 1/0, yes/no; else `text` itself (the params check names it)."""
+    value = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(text.lower())
+    return text if value is None else value
+
+
+POSITIVE, COUNT = integer(1), integer(0)
+PARAMS = stage_params(  # the train_shapes group of params.yaml (and base.seed), checked before any work
+    "train_shapes", "seed steps",
+    Relation(("dim", "heads"), "dim divisible by heads", lambda d, h: d % h == 0),
+    Relation(("patch",), f"a patch size dividing the image side {sb.SIZE}", lambda p: sb.SIZE % p == 0),
+    batch_size=POSITIVE, lr=number(0, open_lo=True), warmup=COUNT, cond_drop=number(0, 1), level_power=number(0, open_lo=True),
+    visible_weight=number(0),
+    kind_probs=Rule("three numbers >= 0, not all 0 (renoise,mask,mask-and-replace)",
+                    lambda v: isinstance(v, tuple) and len(v) == 3 and all(is_number(x) and x >= 0 for x in v) and sum(v) > 0),
+    soft_targets=boolean(), eval_every=COUNT, patch=POSITIVE, pixel_dim=POSITIVE, conv_depth=COUNT, dim=POSITIVE,
+    depth=POSITIVE, heads=POSITIVE, num_steps=POSITIVE, replace_share=number(0, 1), eval_prompts=POSITIVE,
+    eval_scenes=POSITIVE, curve_prompts=POSITIVE, eval_steps=POSITIVE, eval_cfg=number(), weight_decay=number(0),
+    eval_temperature=number(0, open_lo=True), eval_order=choice(ORDERS), eval_schedule=choice(tuple(MASK_SCHEDULES)))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -279,18 +303,18 @@ def main(argv: list[str] | None = None) -> dict:
         if f.name == "kind_probs":
             p.add_argument("--kind-probs", type=_probs, default=f.default, help="renoise,mask,mask-and-replace")
         elif f.type in (bool, "bool"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), default=f.default)
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=_flag, default=f.default)
         else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=typed(type(f.default)), default=f.default)
     for name in ("patch", "pixel_dim", "conv_depth", "dim", "depth", "heads", "num_steps"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ShapesConfig(), name))
-    p.add_argument("--replace-share", type=float, default=ShapesConfig().replace_share)
-    p.add_argument("--eval-prompts", type=int, default=120, help="held-out prompts sampled for prompt_match")
-    p.add_argument("--eval-scenes", type=int, default=120, help="held-out scenes for the KL to the oracle")
-    p.add_argument("--curve-prompts", type=int, default=32, help="held-out prompts per point of the quality curve")
-    p.add_argument("--eval-steps", type=int, default=64)
-    p.add_argument("--eval-cfg", type=float, default=1.0)
-    p.add_argument("--eval-temperature", type=float, default=1.0)
+        p.add_argument(f"--{name.replace('_', '-')}", type=typed(int), default=getattr(ShapesConfig(), name))
+    p.add_argument("--replace-share", type=typed(float), default=ShapesConfig().replace_share)
+    p.add_argument("--eval-prompts", type=typed(int), default=120, help="held-out prompts sampled for prompt_match")
+    p.add_argument("--eval-scenes", type=typed(int), default=120, help="held-out scenes for the KL to the oracle")
+    p.add_argument("--curve-prompts", type=typed(int), default=32, help="held-out prompts per point of the quality curve")
+    p.add_argument("--eval-steps", type=typed(int), default=64)
+    p.add_argument("--eval-cfg", type=typed(float), default=1.0)
+    p.add_argument("--eval-temperature", type=typed(float), default=1.0)
     p.add_argument("--eval-order", default="resample", help="regeneration order: resample (DICE Alg. 1), random or confidence")
     p.add_argument("--eval-schedule", default="cosine", help="masking schedule of the sampler")
     p.add_argument("--data", type=Path, default=sbd.BENCH_DIR)
@@ -302,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--figure", type=Path, default=FIGURES / "train_shapes_samples.png")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
+    PARAMS.check(**{k: getattr(a, k) for k in PARAMS.rules})
     cfg = TrainConfig(**{k: getattr(a, k) for k in TrainConfig.__dataclass_fields__})
     model_cfg = ShapesConfig(patch=a.patch, pixel_dim=a.pixel_dim, conv_depth=a.conv_depth, dim=a.dim, depth=a.depth,
                              heads=a.heads, num_steps=a.num_steps, replace_share=a.replace_share)
@@ -324,27 +349,30 @@ def main(argv: list[str] | None = None) -> dict:
     curve: list[dict] = []
     evaluate = lambda m: {k: v for k, v in quality(m, eval_prompts[:n_curve], kl_x0[:n_curve], kl_prompts[:n_curve]).items()
                           if k != "samples"}
-    model, log, seconds = train(cfg, model_cfg, heldout, a.device, evaluate=evaluate if cfg.eval_every else None,
-                                curve=curve)
-    model = load(save(model, a.out), device=a.device)  # evaluate what users load (float16 weights)
-    final = quality(model, eval_prompts, kl_x0, kl_prompts)
-    samples = final.pop("samples")
-    tail = log["loss"].tail(max(1, len(log) // 20)).mean()
-    # wall-clock time is printed, not recorded: tracked outputs stay byte-identical across reruns
-    print(f"trained {len(log)} steps in {seconds:.1f} s")
-    report = {**final, "final_loss": round(float(tail), 5), "steps": cfg.steps, "eval_prompts": len(eval_prompts),
-              "eval_scenes": len(kl_x0), "parameters": sum(p.numel() for p in model.parameters())}
-    save(model, a.out, meta={k: report[k] for k in ("prompt_match", "prompt_match_tolerant", "final_loss")})
-    a.plot.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(a.plot, lambda h: log[["step", "loss"]].to_csv(h, index=False))
-    if curve:
-        atomic_write(a.quality_plot, lambda h: pd.DataFrame(curve).to_csv(h, index=False))
-    save_png(token_grid(samples[:32], eval_prompts[:32]), a.figure)
-    save_png(loss_curve(log), a.figure.with_name("train_shapes_loss.png"))
-    table = pd.DataFrame({"metric": list(report), "value": [str(v) for v in report.values()]})
-    atomic_write(a.table, lambda h: table.to_csv(h, index=False))
-    atomic_write(a.table.with_suffix(".md"), lambda h: h.write(table.to_markdown(index=False) + "\n"))
-    atomic_write(a.metrics, lambda h: h.write(json.dumps(headline(report), indent=2) + "\n"))
+    outputs = [a.out, a.plot, a.figure, a.figure.with_name("train_shapes_loss.png"), a.table, a.table.with_suffix(".md"),
+               a.metrics, *([a.quality_plot] if cfg.eval_every else [])]
+    with Stage("train-shapes", outputs) as stage:
+        model, log, seconds = train(cfg, model_cfg, heldout, a.device, evaluate=evaluate if cfg.eval_every else None,
+                                    curve=curve)
+        out = stage.path(a.out)
+        model = load(save(model, out), device=a.device)  # evaluate what users load (float16 weights)
+        final = quality(model, eval_prompts, kl_x0, kl_prompts)
+        samples = final.pop("samples")
+        tail = log["loss"].tail(max(1, len(log) // 20)).mean()
+        # wall-clock time is printed, not recorded: tracked outputs stay byte-identical across reruns
+        print(f"trained {len(log)} steps in {seconds:.1f} s")
+        report = {**final, "final_loss": round(float(tail), 5), "steps": cfg.steps, "eval_prompts": len(eval_prompts),
+                  "eval_scenes": len(kl_x0), "parameters": sum(p.numel() for p in model.parameters())}
+        save(model, out, meta={k: report[k] for k in ("prompt_match", "prompt_match_tolerant", "final_loss")})
+        atomic_write(stage.path(a.plot), lambda h: log[["step", "loss"]].to_csv(h, index=False))
+        if curve:
+            atomic_write(stage.path(a.quality_plot), lambda h: pd.DataFrame(curve).to_csv(h, index=False))
+        save_png(token_grid(samples[:32], eval_prompts[:32]), stage.path(a.figure))
+        save_png(loss_curve(log), stage.path(a.figure.with_name("train_shapes_loss.png")))
+        table = pd.DataFrame({"metric": list(report), "value": [str(v) for v in report.values()]})
+        atomic_write(stage.path(a.table), lambda h: table.to_csv(h, index=False))
+        atomic_write(stage.path(a.table.with_suffix(".md")), lambda h: h.write(table.to_markdown(index=False) + "\n"))
+        atomic_write(stage.path(a.metrics), lambda h: h.write(json.dumps(headline(report), indent=2) + "\n"))
     print(json.dumps(report, indent=2))
     return report
 
@@ -357,4 +385,4 @@ def headline(report: dict) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

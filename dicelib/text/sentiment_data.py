@@ -113,20 +113,34 @@ def load_pairs(split: str = "test", path: Path = RAW, split_path: Path = SPLIT) 
     return [p for p in pairs if p.id in ids]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Write data/sentiment_editing/split.json from params.yaml (base.seed, text_data)."""
+    import argparse
+
     import yaml
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from ..errors import Relation, StageParams, integer, number
+    from ..io import Stage
+
+    parser = argparse.ArgumentParser(prog="python -m dicelib.text.sentiment_data")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"), help="the params file (default: params.yaml)")
+    params = yaml.safe_load(Path(parser.parse_args(argv).params).read_text())
     cfg = params["text_data"]
-    split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]),
-                       float(cfg["val_fraction"]))
-    record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]),
-              "val_fraction": float(cfg["val_fraction"]), **split}
-    atomic_write(SPLIT, lambda f: f.write(json.dumps(record) + "\n"))
+    StageParams("text_data", {"seed": integer(0), "test_fraction": number(0, 1, open_lo=True, open_hi=True),
+                              "val_fraction": number(0, 1, open_hi=True)},
+                (Relation(("test_fraction", "val_fraction"), "test_fraction + val_fraction < 1",
+                          lambda t, v: t + v < 1),)).check(seed=params["base"]["seed"], **cfg)
+    with Stage("text-data", [SPLIT]) as stage:
+        split = make_split(load_raw(), float(cfg["test_fraction"]), int(params["base"]["seed"]),
+                           float(cfg["val_fraction"]))
+        record = {"seed": int(params["base"]["seed"]), "test_fraction": float(cfg["test_fraction"]),
+                  "val_fraction": float(cfg["val_fraction"]), **split}
+        atomic_write(stage.path(SPLIT), lambda f: f.write(json.dumps(record) + "\n"))
     print(f"wrote {SPLIT.relative_to(ROOT)}: {len(split['train'])} train / {len(split['val'])} val / "
           f"{len(split['test'])} test pairs")
 
 
 if __name__ == "__main__":
-    main()
+    from ..io import run_stage
+
+    run_stage(main)

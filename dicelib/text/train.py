@@ -30,9 +30,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..config import ROOT
-from ..errors import DiceError
-from ..io import save_metrics, save_plot_data, save_table
+from pathlib import Path
+
+from ..config import METRICS, PLOTS, ROOT
+from ..errors import DiceError, Relation, boolean, integer, number
+from ..io import atomic_write, save_metrics, save_table, stage_params
 from .sentiment_data import SentimentPair, load_pairs
 
 EVALS = ("masked", "pair_words", "pair_word_alone", "swap")  # held-out accuracies (see evaluate)
@@ -293,6 +295,20 @@ def train_baseline(cfg: dict[str, Any], seed: int, progress: bool = True) -> dic
     return {"lm": lm, "metrics": metrics, "curve": out["curve"]}
 
 
+SHARE = number(0, 1)
+TRAINING = dict(batch_size=integer(1), lr=number(0, open_lo=True), warmup=integer(0), weight_decay=number(0),
+                dropout=number(0, 1, open_hi=True), visible_weight=number(0), span_share=SHARE, swap_share=SHARE,
+                context_dropout=SHARE, eval_every=integer(0), eval_pairs=integer(0), threads=integer(1))
+PARAMS = {  # the text_model and text_baseline groups of params.yaml, checked before any work
+    "text_model": stage_params("text_model", "steps", bf16_autocast=boolean(), **TRAINING),
+    "text_baseline": stage_params(
+        "text_baseline", "steps",
+        Relation(("hidden_size", "num_heads"), "hidden_size divisible by num_heads", lambda h, n: h % n == 0),
+        vocab_size=integer(261), hidden_size=integer(1), num_layers=integer(1), num_heads=integer(1),
+        intermediate_size=integer(1), max_positions=integer(8), **TRAINING),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train from params.yaml (base.seed, text_model or text_baseline) and write the model and its scores."""
     import argparse
@@ -300,29 +316,42 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
     import yaml
 
+    from ..config import TABLES
+    from ..io import SHARED_RULES, Stage
+
     parser = argparse.ArgumentParser(prog="python -m dicelib.text.train")
     parser.add_argument("--baseline", action="store_true", help="train the from-scratch baseline (scores only)")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"), help="the params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    seed = int(params["base"]["seed"])
+    params = yaml.safe_load(Path(args.params).read_text())
+    group = "text_baseline" if args.baseline else "text_model"
+    seed = params["base"]["seed"]
+    if not SHARED_RULES["seed"].accepts(seed):
+        raise DiceError(f"base: parameter seed = {seed!r} is not allowed; expected {SHARED_RULES['seed'].allowed}")
+    PARAMS[group].check(**params[group])
+    table = TABLES / f"{'text_baseline' if args.baseline else 'text_model'}.csv"
     if args.baseline:
-        out = train_baseline(params["text_baseline"], seed)
-        save_table(summary_table(out["metrics"]), "text_baseline")
-        save_metrics(headline(out["metrics"]), "text_baseline")
+        with Stage("train-text-baseline", [table, table.with_suffix(".md"), METRICS / "text_baseline.json"]) as stage:
+            out = train_baseline(params["text_baseline"], seed)
+            save_table(summary_table(out["metrics"]), "text_baseline", folder=stage.path(table).parent)
+            stage.path(table.with_suffix(".md"))
+            save_metrics(headline(out["metrics"]), "text_baseline", folder=stage.path(METRICS / "text_baseline.json").parent)
     else:
         from .model import FOLDER, save_text_model
 
-        out = train_text_model(params["text_model"], seed)
-        save_text_model(FOLDER, out["lm"].model, out["lm"].tokenizer, {"seed": seed, **out["metrics"]})
-        save_table(summary_table(out["metrics"]), "text_model")
-        save_metrics(headline(out["metrics"]), "text_model")
-        save_plot_data(pd.DataFrame(out["curve"]), "text_model_training")
+        curve = PLOTS / "text_model_training.csv"
+        with Stage("train-text", [FOLDER, table, table.with_suffix(".md"), METRICS / "text_model.json", curve]) as stage:
+            out = train_text_model(params["text_model"], seed)
+            save_text_model(stage.path(FOLDER), out["lm"].model, out["lm"].tokenizer, {"seed": seed, **out["metrics"]})
+            save_table(summary_table(out["metrics"]), "text_model", folder=stage.path(table).parent)
+            stage.path(table.with_suffix(".md"))
+            save_metrics(headline(out["metrics"]), "text_model", folder=stage.path(METRICS / "text_model.json").parent)
+            atomic_write(stage.path(curve), lambda f: pd.DataFrame(out["curve"]).to_csv(f, index=False))
         print(f"wrote {FOLDER.relative_to(ROOT)}")
     print(out["metrics"])
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DiceError as err:
-        raise SystemExit(f"DiceError: {err}") from None
+    from ..io import run_stage
+
+    run_stage(main)
