@@ -27,7 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import socket
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,8 @@ from .errors import DiceError, check_choice
 
 ENGINES = ("local", "ray")
 MAX_RETRIES = 3  # restarts of a dead worker and retries of its unit (Ray)
+CONNECT_TIMEOUT = 10.0  # seconds to reach a Ray cluster's address before giving up with an error
+LOCK = ".lock"  # <records>/.lock: held by the run computing into that folder
 RECORD_VERSION = 1
 PACKAGE = Path(__file__).resolve().parent
 
@@ -139,14 +144,20 @@ class Records:
         return self.folder / f"{hashlib.sha256(_dumps(ident, sort_keys=True).encode()).hexdigest()[:20]}.json"
 
     def read(self, unit: Unit) -> dict[str, Any] | None:
+        """Return the unit's record, or None when there is none or it is not valid (a warning names the file)."""
         path = self.path(unit)
         if not path.is_file():
             return None
         try:
             record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None  # unreadable: computed again
-        return record if record.get("unit") == {"case": unit.case, "points": list(unit.points)} else None
+        except (OSError, ValueError) as err:
+            return self._invalid(path, f"not readable JSON ({err})")
+        why = record_problem(record, unit, getattr(self.task, "scores", ()))
+        return record if why is None else self._invalid(path, why)
+
+    def _invalid(self, path: Path, why: str) -> None:
+        warnings.warn(f"sweep record {path} is not valid ({why}); its unit is computed again", stacklevel=3)
+        return None
 
     def done(self, unit: Unit) -> bool:
         record = self.read(unit)
@@ -156,6 +167,33 @@ class Records:
         return atomic_write(self.path(unit), lambda f: f.write(_dumps(record, indent=1) + "\n"))
 
 
+def record_problem(record: Any, unit: Unit, scores: Sequence[str] = ()) -> str | None:
+    """Return what is wrong with a unit's record (read back from disk), or None when it is valid.
+
+    Valid: a JSON object for this unit, status 'done' with a list of row objects (each score in
+    `scores` a finite number) and no error, or status 'failed' with an error message.
+    """
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not an object"
+    if record.get("unit") != {"case": unit.case, "points": list(unit.points)}:
+        return f"unit {record.get('unit')!r} is not {unit.key()}"
+    status, rows = record.get("status"), record.get("rows")
+    if status == "failed":
+        return None if isinstance(record.get("error"), str) else "status 'failed' without an error message"
+    if status != "done":
+        return f"status {status!r}; expected 'done' or 'failed'"
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return "rows are not a list of objects"
+    for row in rows:
+        bad = [k for k in scores if not _finite(row.get(k))]
+        if bad:
+            return f"score {bad[0]} = {row.get(bad[0])!r} is not a finite number"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 def compute(task: Task, state: Any, unit: Unit, seed: int) -> dict[str, Any]:
     """Return a unit's record: its rows, or 'failed' with the message when the unit itself fails."""
     start = time.perf_counter()
@@ -163,6 +201,9 @@ def compute(task: Task, state: Any, unit: Unit, seed: int) -> dict[str, Any]:
                               "unit": {"case": unit.case, "points": list(unit.points)}}
     try:
         rows = task.run(state, unit.case, list(unit.points), unit_seed(seed, unit.case))
+        bad = [(k, r.get(k)) for r in rows for k in getattr(task, "scores", ()) if not _finite(r.get(k))]
+        if bad:  # a NaN or missing score would silently move the merged best point
+            raise ValueError(f"score {bad[0][0]} = {bad[0][1]!r} is not a finite number")
         record.update(status="done", rows=rows, error=None, meta=_meta(task, state))
     except Exception as err:  # noqa: BLE001 - a unit's own failure is data; the sweep goes on
         record.update(status="failed", rows=[], error=f"{type(err).__name__}: {err}")
@@ -193,12 +234,59 @@ def run_sweep(task: Task, seed: int, records: str | Path, engine: str = "local",
     called after each record is written.
     """
     check_choice("engine", engine, ENGINES)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise DiceError(f"threads = {threads!r} is not allowed; expected an int >= 1 (or None: torch's default)")
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise DiceError(f"workers = {workers!r} is not allowed; expected an int >= 1 (or None: one per GPU or CPU)")
     if int(max_retries) < 0:
         raise DiceError(f"max_retries = {max_retries!r} is not allowed; expected an int >= 0")
     store = Records(task, seed, records)
+    todo = _units(task)
+    with _locked(store.folder):
+        return _run_units(task, seed, store, todo, engine, address, workers, max_retries, threads, progress, on_record)
+
+
+def _units(task: Task) -> list[Unit]:
+    """Return the task's units; a DiceError when there are none (nothing would be merged but an empty table)."""
     todo = units(task)
+    if not todo:
+        raise DiceError(f"{task.name} has no work: {len(task.cases())} case(s) x {len(task.grid())} grid point(s); "
+                        "check its data and selection (the previous results are unchanged)")
+    return todo
+
+
+class _locked:
+    """Hold `<folder>/.lock` while a run computes into `folder`; a second run there gets a DiceError."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        check_folder("records folder", self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.folder / LOCK, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            owner = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise DiceError(f"another sweep ({owner}) is running in {self.folder}; wait for it, or give another "
+                            "records folder (a rerun afterwards resumes from its records)") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.handle.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.close()  # releases the lock
+
+
+def _run_units(task: Task, seed: int, store: Records, todo: list[Unit], engine: str, address: str | None,
+               workers: int | None, max_retries: int, threads: int | None, progress: bool,
+               on_record: Callable[[Unit, dict], None] | None) -> SweepRun:
     pending = [u for u in todo if not store.done(u)]
     result = SweepRun(units=len(todo), skipped=len(todo) - len(pending))
     if not pending:
@@ -274,6 +362,7 @@ def _run_ray(task: Task, seed: int, pending: list[Unit], address: str | None, wo
     started = False
     if not ray.is_initialized():
         if address:
+            _reachable(address)
             try:
                 ray.init(address=address)
             except (ConnectionError, RuntimeError, ValueError) as err:
@@ -323,6 +412,24 @@ def _run_ray(task: Task, seed: int, pending: list[Unit], address: str | None, wo
             ray.shutdown()
 
 
+def _reachable(address: str, timeout: float | None = None) -> None:
+    """Raise a DiceError unless `host:port` (or ray://host:port) accepts a connection within `timeout` seconds.
+
+    Ray itself retries an unreachable address for minutes; "auto" (find the running cluster) is left to Ray.
+    """
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    hostport = address.removeprefix("ray://")
+    if address == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        raise DiceError(f"cannot reach the Ray cluster at address {address!r} within {timeout:g} s "
+                        f"({getattr(err, 'strerror', None) or err}); start one with `ray start --head` "
+                        "(then address 'auto'), or give no address for a local one") from None
+
+
 def _cause(err: BaseException) -> str:
     text = str(getattr(err, "cause", None) or err).strip().splitlines()
     return text[-1] if text else type(err).__name__
@@ -338,7 +445,7 @@ def merge(task: Task, seed: int, records: str | Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     missing, meta = [], {}
-    for unit in units(task):
+    for unit in _units(task):
         record = store.read(unit)
         if record is None:
             missing.append(unit.key())
@@ -370,6 +477,34 @@ def parse_floats(text: str | Sequence[float], name: str) -> tuple[float, ...]:
     if not values or not all(math.isfinite(v) for v in values):
         raise DiceError(f"{name} = {text!r} is not allowed; expected comma-separated numbers such as 0.5,0.7")
     return values
+
+
+def check_device(device: str | None) -> str | None:
+    """Return `device` if torch knows it and this machine has it (None: the default); else a DiceError."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise DiceError(f"device {device!r} is not allowed; expected cpu, cuda or cuda:N") from None
+    if kind not in ("cpu", "cuda"):
+        raise DiceError(f"device {device!r} is not allowed; expected cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DiceError(f"device {device!r} is not available: this machine has no CUDA GPU; use cpu")
+    return device
+
+
+def check_folder(option: str, folder: str | Path | None) -> Path | None:
+    """Return `folder` as a Path if it is, or can become, a folder; a DiceError names a file in its way."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise DiceError(f"{option} {str(folder)!r} cannot be a folder: {str(part)!r} is a file")
+    return folder
 
 
 def summary_line(ran: SweepRun) -> str:

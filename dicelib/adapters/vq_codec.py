@@ -59,15 +59,51 @@ def image_format(path: str | Path) -> str:
     return formats[ext]
 
 
-def fit_note(path: str | Path, size: int) -> str | None:
-    """Return what encoding does to the image at `path` when it is not `size` x `size` (centre crop to a
-    square, then resize), or None when it fits (or cannot be read: loading it then says why)."""
+def _open(path: Path) -> Any:
+    """Return the PIL image at `path`, opened lazily; a DiceError when it is not an image or is too large.
+
+    Images over Pillow's limit (Image.MAX_IMAGE_PIXELS, about 89 Mpx) are refused with one clear
+    error instead of Pillow's decompression-bomb warning or exception.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(check_image_path(path)) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DiceError(f"image {str(path)!r} is too large to read safely ({err}); expected at most "
+                        f"{Image.MAX_IMAGE_PIXELS:,} pixels: downscale it first") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise DiceError(f"cannot read image {str(path)!r}: not a readable PNG/JPEG/... file") from err
+
+
+HIGH_DEPTH = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}  # Pillow mode: its white
+
+
+def _to_rgb(im: Any, path: Path) -> Any:
+    """Return `im` as an 8-bit RGB image, 16-bit and 32-bit grayscale scaled to 8 bits (not clipped to white)."""
+    from PIL import Image
+
+    if im.mode in HIGH_DEPTH or im.mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        white = HIGH_DEPTH.get(im.mode, 65535 if im.mode == "I" else 1.0)
+        if arr.size and (arr.min() < 0 or arr.max() > white):
+            raise DiceError(f"image {str(path)!r} is {im.mode} grayscale with values in [{arr.min():g}, {arr.max():g}]; "
+                            f"expected 8- or 16-bit values (0..{white:g}): save it as an 8-bit PNG or JPEG")
+        im = Image.fromarray(np.round(arr / white * 255).astype(np.uint8), mode="L")
+    return im.convert("RGB")
+
+
+def fit_note(path: str | Path, size: int) -> str | None:
+    """Return what encoding does to the image at `path` when it is not `size` x `size` (centre crop to a
+    square, then resize), or None when it fits (or cannot be read: loading it then says why)."""
+    try:
+        with _open(check_image_path(path)) as im:
             w, h = im.size
-    except (DiceError, UnidentifiedImageError, OSError):
+    except DiceError:
         return None
     if (w, h) == (size, size):
         return None
@@ -79,14 +115,13 @@ def fit_note(path: str | Path, size: int) -> str | None:
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """Return the RGB image at `path` as [1, 3, H, W] in [0, 1] (centre-cropped and resized to `size`)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = check_image_path(path)
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise DiceError(f"cannot read image {str(path)!r}: not a readable PNG/JPEG/... file") from err
+    with _open(path) as im:
+        try:
+            im.load()
+        except OSError as err:
+            raise DiceError(f"cannot read image {str(path)!r}: not a readable PNG/JPEG/... file ({err})") from err
+        im = _to_rgb(im, path)
     return to_image_tensor(im, size)
 
 

@@ -25,10 +25,11 @@ from .. import config
 from ..core.api import edit_grid, invert
 from ..core.settings import EditSettings
 from ..errors import DiceError, check_choice
-from ..io import Stage, run_stage, save_metrics, save_table
-from ..sweep import add_engine_arguments, file_fingerprint, merge, parse_floats, run_sweep, summary_line
+from ..errors import integer, list_of, optional
+from ..io import LAMBDA, SHARED_RULES, Stage, run_stage, save_metrics, save_table, stage_params, typed
+from ..sweep import add_engine_arguments, check_device, check_folder, file_fingerprint, merge, parse_floats, run_sweep, summary_line
 from . import metrics as im
-from .benchmark_build import BENCH_DIR, SPLITS
+from .benchmark_build import BENCH_DIR, PER_TYPE, SPLIT, SPLITS
 from .shapes_model import CHECKPOINT, encode
 
 NAME = "shapes_sweep"
@@ -48,6 +49,7 @@ class ShapesSweep:
     device: str | None = None  # None: CUDA when available
     reports: str | None = None  # outputs under reports/ (None: dicelib.config.REPORTS)
     name: str = NAME
+    scores: tuple[str, ...] = ("edit_accuracy", "preservation", "edit_score")  # finite in every row (dicelib.sweep)
 
     def __post_init__(self) -> None:
         check_choice("split", self.split, SPLITS)
@@ -142,33 +144,48 @@ def records_folder(reports: str | Path | None = None) -> Path:
     return Path(reports or config.REPORTS) / "sweeps" / NAME
 
 
+PARAMS = stage_params(  # the shapes_sweep group of params.yaml (and base.seed), checked before any work
+    "shapes_sweep", "seed steps cfg_scale noise pseudo_inverse margin", split=SPLIT, per_type=PER_TYPE,
+    lambdas=list_of(LAMBDA), taus=list_of(SHARED_RULES["tau"]), threads=optional(integer(1)))
+
+
+def _is_floats(text: str) -> bool:
+    try:
+        parse_floats(text, "")
+    except DiceError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the sweep and merge it (the `shapes-sweep` stage; `dicelib sweep` is the same with typer)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=typed(int), default=0)
     p.add_argument("--split", default="test")
-    p.add_argument("--per-type", type=int, default=2)
+    p.add_argument("--per-type", type=typed(int), default=2)
     p.add_argument("--lambdas", default="0.5,0.7,0.9")
     p.add_argument("--taus", default="0.6,0.8")
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--cfg-scale", type=lambda s: None if s in ("None", "null") else float(s), default=3.0)
+    p.add_argument("--steps", type=typed(int), default=16)
+    p.add_argument("--cfg-scale", type=lambda s: None if s in ("None", "null") else typed(float)(s), default=3.0)
     p.add_argument("--noise", default="mask")
     p.add_argument("--pseudo-inverse", default="lai")
-    p.add_argument("--margin", type=float, default=1.0)
+    p.add_argument("--margin", type=typed(float), default=1.0)
     p.add_argument("--data", default=str(BENCH_DIR))
     p.add_argument("--checkpoint", default=str(CHECKPOINT))
     p.add_argument("--reports", default=None, help="output root (default: reports/, or DICELIB_REPORTS)")
     p.add_argument("--device", default=None)
     add_engine_arguments(p)
     a = p.parse_args(argv)
-    if a.threads is not None and (isinstance(a.threads, bool) or a.threads < 1):
-        raise DiceError(f"threads = {a.threads!r} is not allowed; expected an int >= 1 (or none: torch's default)")
+    floats = lambda text: [*parse_floats(text, "")] if _is_floats(text) else text  # noqa: E731 - the check names bad text
+    PARAMS.check(seed=a.seed, split=a.split, per_type=a.per_type, lambdas=floats(a.lambdas), taus=floats(a.taus),
+                 steps=a.steps, cfg_scale=a.cfg_scale, noise=a.noise, pseudo_inverse=a.pseudo_inverse, margin=a.margin,
+                 threads=a.threads)
+    check_device(a.device)
+    check_folder("--reports", a.reports)
     base = EditSettings(steps=a.steps, cfg_scale=a.cfg_scale, noise=a.noise, pseudo_inverse=a.pseudo_inverse,
                         margin=a.margin)
     task = ShapesSweep(parse_floats(a.lambdas, "lambdas"), parse_floats(a.taus, "taus"), a.split, a.per_type, base,
                        a.data, a.checkpoint, a.device, a.reports)
-    if isinstance(a.seed, bool) or a.seed < 0:
-        raise DiceError(f"seed = {a.seed!r} is not allowed; expected an int >= 0")
     reports = Path(a.reports or config.REPORTS)
     outputs = [reports / "tables" / f"{NAME}{end}" for end in (".csv", ".md", "_best.csv", "_best.md")]
     with Stage("shapes-sweep", [*outputs, reports / "metrics" / f"{NAME}.json"]) as stage:

@@ -184,9 +184,9 @@ def test_the_data_stage_replaces_its_folder_as_a_whole(tmp_path):
 def test_shapes_sweep_rejects_a_lambda_outside_0_1_and_keeps_its_outputs(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "shapes_sweep.csv").write_text("previous\n")
-    with pytest.raises(DiceError, match=r"lambdas = \[1.5\] is not allowed; expected numbers in \[0, 1\]"):
+    with pytest.raises(DiceError, match=r"^shapes_sweep: parameter lambdas = \[1.5\] is not allowed; expected a non-empty list, each a number in \[0, 1\]"):
         shapes_sweep.main(["--lambdas", "1.5", "--reports", str(tmp_path)])
-    with pytest.raises(DiceError, match="threads = 0 is not allowed"):
+    with pytest.raises(DiceError, match="^shapes_sweep: parameter threads = 0 is not allowed"):
         shapes_sweep.main(["--threads", "0", "--reports", str(tmp_path)])
     assert _snapshot(tmp_path) == {"tables/shapes_sweep.csv": b"previous\n"}
 
