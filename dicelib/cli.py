@@ -58,7 +58,8 @@ def _readable_errors() -> Iterator[None]:
 def _check_inputs(steps: int | None = None, tau: float | None = None, cfg: float | None = None,
                   pseudo_inverse: str | None = None, store: str | None = None,
                   lambdas: tuple[float, float] | None = None, injection: str | None = None, device: str | None = None,
-                  image: Path | None = None, out: Path | None = None, save_inversion: Path | None = None) -> None:
+                  image: Path | None = None, out: Path | None = None, save_inversion: Path | None = None,
+                  inversion: Path | None = None) -> None:
     """Raise a DiceError for bad values, device or paths before any model loads (loading a real model takes a while)
     or anything is computed (a bad output path would otherwise fail after the whole edit)."""
     from .adapters.vq_codec import check_image_path, image_format
@@ -88,6 +89,25 @@ def _check_inputs(steps: int | None = None, tau: float | None = None, cfg: float
             _check_writable(option, path)
     if out is not None:
         image_format(out)
+    _check_distinct({"--image": image, "--inversion": inversion}, {"--out": out, "--save-inversion": save_inversion})
+
+
+def _check_distinct(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """Raise a DiceError when two outputs are one file, or an output is an input (links followed)."""
+    import os
+
+    from .errors import DiceError
+
+    seen: dict[str, str] = {}
+    for kind, paths in (("input", inputs), ("output", outputs)):
+        for option, path in paths.items():
+            if path is None:
+                continue
+            real = os.path.realpath(path)
+            if real in seen and kind == "output":
+                raise DiceError(f"{option} {str(path)!r} is the same file as {seen[real]}; give each output its "
+                                "own path (and never the input's)")
+            seen.setdefault(real, f"{option} {str(path)!r}")
 
 
 def _check_device(device: str) -> None:
@@ -121,6 +141,15 @@ def _check_writable(option: str, path: Path) -> None:
     except OSError as err:
         raise DiceError(f"{option} {str(path)!r}: cannot write in folder {str(folder)!r} ({err.strerror}); "
                         "give a path in a writable folder") from err
+
+
+def _check_noise(settings: Any, noise: str | None) -> None:
+    """Raise a DiceError when --noise is given for the multinomial method, which has no noise map to set."""
+    from .errors import DiceError
+
+    if noise is not None and settings.method != "masked":
+        raise DiceError(f"--noise {noise} applies to the masked method only; this run uses method "
+                        f"{settings.method!r}: drop --noise, or give --method masked")
 
 
 def _generator(seed: int, model: Any) -> Any:
@@ -187,6 +216,7 @@ def invert(
         model, spec = load_model(model_name, device)
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
                              method=method, noise=noise)
+        _check_noise(settings, noise)
         inv = _invert(model, image, source, settings, seed)
         inv.save(save_inversion)
         typer.echo(f"wrote {save_inversion} ({inv.num_edit_steps} steps, {inv.nbytes() / 2**20:.1f} MiB)")
@@ -224,11 +254,17 @@ def edit(
         if inversion is None and (image is None or source is None):
             _fail("give --image and --source (or a saved --inversion)")
         _check_inputs(steps, tau, cfg, pseudo_inverse, store, (lambda1 or 0.0, lambda2 or 0.0), injection,
-                      device=device, image=image, out=out, save_inversion=save_inversion)
+                      device=device, image=image, out=out, save_inversion=save_inversion, inversion=inversion)
+        given = [o for o, v in (("--steps", steps), ("--tau", tau), ("--pseudo-inverse", pseudo_inverse),
+                                ("--store", store), ("--method", method), ("--noise", noise)) if v is not None]
+        if inversion is not None and given:
+            _fail(f"{', '.join(given)} set how an image is inverted; --inversion {inversion} was already inverted "
+                  "with its own settings: drop them, or invert again (`dicelib invert ...` or --image/--source)")
         inv = dicelib.Inversion.load(inversion) if inversion is not None else None  # a bad file fails before loading
         model, spec = load_model(model_name, device)
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
                              method=method, noise=noise, lambda1=lambda1, lambda2=lambda2, injection=injection)
+        _check_noise(settings, noise)
         if inv is None:
             inv = _invert(model, image, source, settings, seed)
         if save_inversion is not None:
@@ -338,6 +374,8 @@ def demo_image(
         if edit_type not in sb.EDIT_TYPES:
             _fail(f"unknown --edit-type {edit_type!r}; expected one of {', '.join(sb.EDIT_TYPES)}")
         _check_inputs(out=out)
+        if seed < 0:
+            _fail(f"--seed {seed} is not allowed; expected an int >= 0")
         source, target = sb.random_case(np.random.default_rng(seed), edit_type)
         rgb = sb.to_rgb(sb.render(source))  # [16, 16, 3] uint8: the palette pixels are the model's tokens
         save_image(_rgb_tensor(rgb), out)

@@ -27,6 +27,25 @@ def check_choice(kind: str, value: object, accepted: tuple[str, ...] | list[str]
     return value  # type: ignore[return-value]
 
 
+def check_device(device: Any) -> Any:
+    """Return `device` (a name or torch.device) if it is cpu, or cuda this machine has (None: the default); else a DiceError."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise DiceError(f"device {device!r} is not allowed; expected cpu, cuda or cuda:N") from None
+    if kind == "mps" and torch.backends.mps.is_available():
+        return device
+    if kind not in ("cpu", "cuda"):
+        raise DiceError(f"device {str(device)!r} is not allowed; expected cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DiceError(f"device {str(device)!r} is not available: this machine has no CUDA GPU; use cpu")
+    return device
+
+
 # --- the params of the pipeline's stages ------------------------------------------------------
 # A stage declares once, next to its code, a StageParams: a Rule per notebook parameter (what it
 # accepts, in words and as a test) and Relations between parameters. Its notebook checks every

@@ -18,7 +18,7 @@ from .adapters.amused import Amused
 from .adapters.paella import Paella
 from .adapters.vq_diffusion import VQDiffusion
 from .core.settings import EDIT, EditSettings
-from .errors import DiceError
+from .errors import DiceError, check_device
 from .image.shapes_image_model import ShapesImageModel
 
 
@@ -147,4 +147,5 @@ def get_spec(name: str) -> ModelSpec:
 def load_model(name: str, device: str | torch.device | None = None) -> tuple[Any, ModelSpec]:
     """Return (model, spec) for `name`; MissingWeightsError when its weights are not on disk."""
     spec = get_spec(name)
+    check_device(device)
     return spec.loader(spec.name, None if device is None else torch.device(device)), spec

@@ -479,23 +479,6 @@ def parse_floats(text: str | Sequence[float], name: str) -> tuple[float, ...]:
     return values
 
 
-def check_device(device: str | None) -> str | None:
-    """Return `device` if torch knows it and this machine has it (None: the default); else a DiceError."""
-    if device is None:
-        return None
-    import torch
-
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        raise DiceError(f"device {device!r} is not allowed; expected cpu, cuda or cuda:N") from None
-    if kind not in ("cpu", "cuda"):
-        raise DiceError(f"device {device!r} is not allowed; expected cpu, cuda or cuda:N")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise DiceError(f"device {device!r} is not available: this machine has no CUDA GPU; use cpu")
-    return device
-
-
 def check_folder(option: str, folder: str | Path | None) -> Path | None:
     """Return `folder` as a Path if it is, or can become, a folder; a DiceError names a file in its way."""
     if folder is None:

@@ -130,7 +130,22 @@ class MaskedLM:
             bad = sorted({self.tokenizer.convert_ids_to_tokens(int(v)) for v in vocab[x0 < 0]})
             raise DiceError(f"contents contain special tokens {bad}, which the adapter never produces; remove them")
         self._contexts(contexts, len(contents))
+        self._check_length(contexts, x0.shape[1])
         return x0, contexts
+
+    def _check_length(self, contexts: list[str], content_len: int) -> None:
+        """Raise a DiceError when a context with `content_len` content tokens exceeds the model's positions."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if getattr(self.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and limit:
+            limit -= 2  # RoBERTa's positions start after the padding id
+        if not limit:
+            return
+        for context in dict.fromkeys(contexts):
+            prefix, suffix = self._template(context)[:2]
+            total = len(prefix) + content_len + len(suffix)
+            if total > limit:
+                raise DiceError(f"context and text take {total} tokens ({content_len} of them the text); the model "
+                                f"{self.name!r} reads at most {limit} positions: shorten the text or the context")
 
     def decode(self, x: torch.Tensor) -> list[str]:
         """Return the text of each row of class ids x [B, D] (mask_id shows as the mask token)."""

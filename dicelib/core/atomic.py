@@ -13,8 +13,17 @@ from typing import Any, Callable
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Return `path` after `write(file)` filled a temp file in the same folder that then replaced it."""
+    """Return `path` after `write(file)` filled a temp file in the same folder that then replaced it.
+
+    A symbolic link at `path` is kept: the file it points to is replaced. A directory there is a DiceError.
+    """
+    from ..errors import DiceError
+
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.is_dir():
+        raise DiceError(f"cannot write {str(path)!r}: it is a directory; give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -110,7 +110,14 @@ def load(path: Path = BENCH_DIR, split: str | None = None) -> tuple[pd.DataFrame
 
 
 def subset(cases: pd.DataFrame, grids: dict[str, np.ndarray], per_type: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Return the first `per_type` cases of every edit type (a balanced subset, rows re-indexed)."""
+    """Return the first `per_type` cases of every edit type (a balanced subset, rows re-indexed).
+
+    Asking for more cases than a type has is a DiceError saying how many there are (never silently fewer).
+    """
+    have = int(cases.groupby("type", sort=False).size().min()) if len(cases) else 0
+    if per_type > have:
+        raise DiceError(f"per_type = {per_type!r} is more than the {have} case(s) per edit type here; "
+                        f"expected at most {have}")
     keep = cases.groupby("type", sort=False).cumcount().to_numpy() < per_type
     return cases[keep].reset_index(drop=True), {k: v[keep] for k, v in grids.items()}
 

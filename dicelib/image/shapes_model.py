@@ -194,7 +194,13 @@ def load(path: Path | str = CHECKPOINT, device: str | torch.device = "cpu") -> S
     if not path.exists():
         raise DiceError(f"no shapes checkpoint at {path}; train it with `dvc repro train-shapes` "
                         "(or `python -m dicelib.train_shapes`)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if path.is_dir():
+        raise DiceError(f"shapes checkpoint {str(path)!r} is a directory; give a .pt file written by train_shapes")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle, zip and torch each raise their own kind for a foreign file
+        raise DiceError(f"{path} is not a dicelib shapes checkpoint (format dicelib-shapes-v1): "
+                        f"{type(err).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != "dicelib-shapes-v1":
         raise DiceError(f"{path} is not a dicelib shapes checkpoint (format dicelib-shapes-v1)")
     model = ShapesDenoiser(ShapesConfig(**payload["config"]))

@@ -24,10 +24,9 @@ import torch
 from .. import config
 from ..core.api import edit_grid, invert
 from ..core.settings import EditSettings
-from ..errors import DiceError, check_choice
-from ..errors import integer, list_of, optional
+from ..errors import DiceError, check_choice, check_device, integer, list_of, optional
 from ..io import LAMBDA, SHARED_RULES, Stage, run_stage, save_metrics, save_table, stage_params, typed
-from ..sweep import add_engine_arguments, check_device, check_folder, file_fingerprint, merge, parse_floats, run_sweep, summary_line
+from ..sweep import add_engine_arguments, check_folder, file_fingerprint, merge, parse_floats, run_sweep, summary_line
 from . import metrics as im
 from .benchmark_build import BENCH_DIR, PER_TYPE, SPLIT, SPLITS
 from .shapes_model import CHECKPOINT, encode
