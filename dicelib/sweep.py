@@ -16,7 +16,10 @@ code), under the sweep's record folder as soon as it finishes, so a rerun skips 
 unit and a killed worker, node or driver loses only the units in flight. A worker that dies is
 restarted and its unit retried (`max_retries`); a unit that fails for a reason of its own (a bad
 image, a model error) is recorded as failed with its message and the sweep goes on (a rerun
-tries it again). `merge` reads the records in the sweep's order and lets the task write its
+tries it again). A record read back is validated (`record_problem`): a bad one is computed again with a
+warning naming its file; a NaN or missing score (`Task.scores`) fails its unit. A lock (`<records>/.lock`)
+stops two runs computing into one folder; a sweep without units, or a Ray address that does not answer
+within `CONNECT_TIMEOUT` seconds, is a DiceError before anything is written. `merge` reads the records in the sweep's order and lets the task write its
 tables and metrics, byte for byte what a serial run writes: each unit seeds its generators from
 the sweep seed and its case id (`unit_seed`), never from worker order or from which units ran.
 May import `core`, `errors` and `io`; tasks live with their benchmark (`image`, `piebench`).
@@ -251,7 +254,7 @@ def _units(task: Task) -> list[Unit]:
     todo = units(task)
     if not todo:
         raise DiceError(f"{task.name} has no work: {len(task.cases())} case(s) x {len(task.grid())} grid point(s); "
-                        "check its data and selection (the previous results are unchanged)")
+                        "check its data and selection")
     return todo
 
 

@@ -121,3 +121,16 @@ def test_a_records_folder_under_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(DiceError, match="cannot be a folder: .* is a file"):
         run_sweep(Toy(), 0, tmp_path / "file" / "x", progress=False)
+
+
+def test_an_empty_piebench_mapping_fails_and_keeps_the_previous_metrics(tmp_path):
+    from dicelib.piebench.experiment import main
+
+    data, out = tmp_path / "data", tmp_path / "res"
+    (data / "annotation_images").mkdir(parents=True)
+    (data / "mapping_file.json").write_text("{}")
+    out.mkdir()
+    (out / "metrics.json").write_text('{"cases": 12}\n')
+    with pytest.raises(DiceError, match="piebench has no work: 0 case"):
+        main(["--data", str(data), "--out", str(out), "--model", "random-amused"])
+    assert [p.name for p in out.iterdir()] == ["metrics.json"] and (out / "metrics.json").read_text() == '{"cases": 12}\n'

@@ -29,9 +29,9 @@ from .metrics import PerceptualMetrics, scaled
 from ..core.protocol import model_device
 from ..core.settings import EditSettings
 from .loader import PieCase, load_piebench
-from ..errors import DiceError
+from ..errors import DiceError, check_device
 from ..io import atomic_write, jsonable
-from ..sweep import add_engine_arguments, file_fingerprint, merge, run_sweep, summary_line, unit_seed
+from ..sweep import add_engine_arguments, check_folder, file_fingerprint, merge, run_sweep, summary_line, unit_seed
 
 PIXEL_SCALES = {"mse": 1e4, "ssim": 1e2, "psnr": 1.0}  # SPEC §6
 METHODS = ("DICE", "masked regeneration")
@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--grid", default="", help="YAML list of overrides, e.g. '[{lambda1: 0.5}, {lambda1: 0.7, cfg: 5}]'")
     add_engine_arguments(p, threads=None)
     a = p.parse_args(argv)
+    check_device(None if a.device == "auto" else a.device)
+    check_folder("--out", a.out)
+    check_folder("--records", a.records)
     types = None if a.edit_types == "all" else tuple(int(t) for t in a.edit_types.split(","))
     settings = Settings(a.steps, a.tau, a.cfg, a.lambda1, a.lambda2, a.pseudo_inverse, a.seed)
     task = PieBenchSweep(a.data, a.model, a.out, settings, _grid(a.grid), a.limit or None, types,
@@ -338,4 +341,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from ..io import run_stage
+
+    run_stage(main)
