@@ -128,8 +128,8 @@ def _blank(scale: int = SCALE) -> bytes:
     return _png(np.full((sb.SIZE, sb.SIZE, 3), 235, dtype=np.uint8), scale)
 
 
-def scores_html(view: ex.View) -> str:
-    """Return the scores of a view as a small HTML table."""
+def scores_html(view: ex.View, timed: bool = True) -> str:
+    """Return the scores of a view as a small HTML table (with the update's time unless `timed` is False)."""
     s = view.scores
 
     def pct(v: float) -> str:
@@ -139,7 +139,8 @@ def scores_html(view: ex.View) -> str:
             ("preservation (outside the edit mask, vs the source)", pct(s["preservation"])),
             ("parses as the target prompt", "yes" if s["parses_as_target"] else "no"),
             ("pixels changed (outside the edit mask)", f"{s['changed']} ({s['changed_outside']})"),
-            ("update", f"{view.seconds * 1000:.0f} ms, {'inverted' if view.inverted else 'cached inversion'}")]
+            ("update", (f"{view.seconds * 1000:.0f} ms, " if timed else "first view, ")
+             + ("inverted" if view.inverted else "cached inversion"))]
     body = "".join(f"<tr><td style='padding-right:1em'>{k}</td><td><b>{v}</b></td></tr>" for k, v in rows)
     return f"<table class='dicelib-scores'>{body}</table>"
 
@@ -188,9 +189,10 @@ class Explorer:
             "seed": w.IntText(value=c.seed, description="seed", style=style, layout=wide()),
             "steps": slider(w.IntSlider, "steps", c.steps, min=2, max=32),
         }
-        self.images = {name: w.Image(value=_blank(), format="png", width=SCALE * sb.SIZE, height=SCALE * sb.SIZE)
+        self.images = {name: w.Image(value=_blank(), format="png", width=SCALE * sb.SIZE, height=SCALE * sb.SIZE,
+                                     layout=w.Layout(border="1px solid #bbb"))
                        for name in ("source", "target", "edit", "changed")}
-        self.captions = {name: w.HTML() for name in self.images}
+        self.captions = {name: w.HTML(layout=w.Layout(height="4.2em")) for name in self.images}  # images line up
         self.images["edit"].add_class("dicelib-edit")
         self.scores = w.HTML()
         self.status = w.HTML()
@@ -208,7 +210,9 @@ class Explorer:
         self.latest = Latest(self._compute, self._publish, self._started)
         self._syncing, self._running = False, 0
         self._sync_visibility()
+        self._timed = False  # the first view shows no time: an executed notebook stays the same bytes run after run
         self.latest.run_now(self.controls())
+        self._timed = True
         for name, box in i.items():
             box.observe(self._changed, names="value")
 
@@ -287,17 +291,20 @@ class Explorer:
         self.images["target"].value = _blank() if view.target is None else png(view.target)
         self.images["edit"].value = png(view.edit)
         self.images["changed"].value = difference_png(view)
-        self.captions["source"].value = f"<b>source</b> ({view.case.id})<br><small>{view.case.source_prompt}</small>"
-        self.captions["target"].value = ("<b>oracle target</b>" if view.target is not None else "<b>no oracle target</b>") + \
-            f"<br><small>{view.target_prompt}</small>"
         c = view.controls
         lam2 = 1 - c.lambda1 if c.lambda2 is None else c.lambda2
-        self.captions["edit"].value = f"<b>edit</b><br><small>lambda1 {c.lambda1:.2f}, lambda2 {lam2:.2f}</small>"
-        self.captions["changed"].value = ("<b>difference</b><br><small>changed pixels: <span style='color:#28aa3c'>inside"
-                                          "</span> / <span style='color:#dc1e1e'>outside</span> the edit mask</small>")
-        self.scores.value = scores_html(view)
+        captions = {
+            "source": f"<b>source</b> ({view.case.id})<br><small>{view.case.source_prompt}</small>",
+            "target": ("<b>oracle target</b>" if view.target is not None else "<b>no oracle target</b>")
+            + f"<br><small>{view.target_prompt}</small>",
+            "edit": f"<b>edit</b><br><small>lambda1 {c.lambda1:.2f}, lambda2 {lam2:.2f}</small>",
+            "changed": "<b>difference</b><br><small>changed pixels: <span style='color:#28aa3c'>inside</span> / "
+                       "<span style='color:#dc1e1e'>outside</span> the edit mask</small>"}
+        for name, text in captions.items():
+            self.captions[name].value = f"<div style='line-height:1.3'>{text}</div>"
+        self.scores.value = scores_html(view, self._timed)
         self.progress.value = len(ex.STAGES)
-        self.status.value = f"done in {view.seconds * 1000:.0f} ms"
+        self.status.value = f"done in {view.seconds * 1000:.0f} ms" if self._timed else "ready: move a control"
 
     def _show_error(self, err: Exception) -> None:
         self.progress.value = 0

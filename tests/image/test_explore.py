@@ -216,10 +216,11 @@ def test_widgets_follow_the_controls(state):
 
     e = ui.Explorer(state, BASE)
     first = e.images["edit"].value
-    assert e.view is not None and e.controls() == BASE and "done" in e.status.value
+    assert e.view is not None and e.controls() == BASE and "ready" in e.status.value and " ms" not in e.scores.value
     e.set(lambda1=0.0)
     assert e.latest.wait(10)
     assert e.inputs["lambda2"].value == 1.0 and e.view.controls.lambda2 is None and e.images["edit"].value != first
+    assert "done in" in e.status.value and "ms, cached inversion" in e.scores.value
     e.set(linked=False, lambda2=0.3)
     assert e.latest.wait(10) and e.view.controls.lambda2 == 0.3
     e.set(preset=ex.FREE_TEXT)  # starts from the current target prompt
