@@ -2,8 +2,8 @@
 
 Starts JupyterLab on a free loopback port over a copy of the notebook (outputs never land in the
 repository), opens it in Debian's Chromium through Playwright, runs every cell, types a new lambda1
-into the slider's readout as a user would, and times from the key press to the moment the shown edit
-image changes (the inversion is cached: one edit). Skipped where Chromium or Playwright is missing.
+into the slider's readout as a user would and then drags its handle, and times each from the key press
+or the drag to the moment the shown edit image changes (the inversion is cached: one edit). Skipped where Chromium or Playwright is missing.
 Set DICELIB_EXPLORE_SCREENSHOT=path to keep a screenshot of the explorer.
 """
 
@@ -124,6 +124,27 @@ def test_moving_lambda1_in_the_running_notebook_changes_the_edit_within_a_second
             assert readout.inner_text().strip() == "0.20"
             page.locator(".dicelib-scores").filter(has_text="cached inversion").wait_for(timeout=10_000)
             print(f"\nlambda1 0.70 -> 0.20: the shown edit changed {latency_ms:.0f} ms after the key press")
+            # then drag the slider's handle to its right end (lambda1 = 1: the square goes back where the circle was)
+            typed = edit.get_attribute("src")
+            box = slider.locator(".noUi-handle").bounding_box()
+            track = slider.locator(".noUi-target").bounding_box()
+            page.evaluate("() => { window.__edit_changed = null; }")
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            drag = page.evaluate("() => performance.now()")
+            page.mouse.move(track["x"] + track["width"] + 20, box["y"] + box["height"] / 2)  # one move: one new value
+            page.mouse.up()
+            page.wait_for_function("() => window.__edit_changed !== null", timeout=30_000)
+            drag_ms = page.evaluate("() => window.__edit_changed") - drag
+            page.wait_for_function("() => document.querySelector('.dicelib-explorer .widget-readout') !== null")
+            assert readout.inner_text().strip() == "1.00" and edit.get_attribute("src") != typed
+            print(f"lambda1 dragged 0.20 -> 1.00: the shown edit changed {drag_ms:.0f} ms after the drag began")
+            assert drag_ms < LATENCY_S * 1000, f"the edit changed {drag_ms:.0f} ms after the drag began"
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("0.2")
+            page.keyboard.press("Enter")
+            page.locator(".dicelib-explorer").filter(has_text="lambda1 0.20, lambda2 0.80").wait_for(timeout=10_000)
             shot = os.environ.get("DICELIB_EXPLORE_SCREENSHOT")
             page.locator(".dicelib-explorer").screenshot(path=shot or str(tmp_path / "explore.png"))
             assert latency_ms < LATENCY_S * 1000, f"the edit changed {latency_ms:.0f} ms after lambda1 moved"
