@@ -59,19 +59,17 @@ def test_lambda2_unlinked_with_the_source_prompt_reconstructs(state):
 @pytest.mark.parametrize("method", list(ex.METHODS))
 @pytest.mark.parametrize("pseudo_inverse", ["onehot", "model", "lai"])
 def test_method_and_pseudo_inverse_invert_again_and_reconstruct_exactly(state, method, pseudo_inverse):
-    c = replace(BASE, method=method, pseudo_inverse=pseudo_inverse, preset=ex.FREE_TEXT,
+    view = _run(state, method=method, pseudo_inverse=pseudo_inverse, seed=21, preset=ex.FREE_TEXT,
                 prompt="a large green circle on a purple background", lambda1=1.0, lambda2=0.0)
-    before = state.inversions_run
-    view = ex.update(state, c)
+    assert view.inverted, "each method and pseudo-inverse has its own inversion"
     assert np.array_equal(view.edit, view.case.source), "the central invariant holds in the explorer"
-    assert state.inversions_run == before + (not state.has_inversion(c, view.case) or view.inverted)
 
 
 def test_tau_inverts_again_and_limits_what_can_change(state):
-    views = {tau: _run(state, tau=tau, lambda1=0.0) for tau in (0.2, 1.0)}
-    assert all(v.inverted for v in views.values()) or state.inversions_run > 0
+    views = {tau: _run(state, tau=tau, lambda1=0.0, seed=22) for tau in (0.2, 1.0)}
+    assert all(v.inverted for v in views.values())
     assert views[0.2].scores["changed_outside"] < views[1.0].scores["changed_outside"]
-    again = _run(state, tau=0.2, lambda1=0.5)
+    again = _run(state, tau=0.2, lambda1=0.5, seed=22)
     assert not again.inverted, "a tau seen before is cached"
 
 
