@@ -21,6 +21,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -217,17 +218,46 @@ def papermill_main(args: list[str]) -> None:
 RUN_DEPENDENT = ("start_time", "end_time", "duration")  # papermill's timing keys, in the notebook's and each cell's metadata
 
 
+WIDGET_STATE, WIDGET_VIEW = "application/vnd.jupyter.widget-state+json", "application/vnd.jupyter.widget-view+json"
+
+
+def _renumber_widgets(nb: Any) -> None:
+    """Give the saved ipywidgets models (random 32-hex ids, saved in no fixed order) ids by a fixed order, in place:
+    depth first from the displayed widgets through the models each refers to, then the rest by content."""
+    saved = nb.metadata.get("widgets", {}).get(WIDGET_STATE)
+    if not saved or not saved.get("state"):
+        return
+    state = saved["state"]
+    views = [out["data"][WIDGET_VIEW] for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+             if WIDGET_VIEW in out.get("data", {})]
+    order: list[str] = []
+    todo = [v.get("model_id") for v in reversed(views)]
+    rest = sorted(state, key=lambda k: re.sub(r"[0-9a-f]{32}", "", json.dumps(state[k], sort_keys=True)), reverse=True)
+    while todo or rest:
+        key = todo.pop() if todo else rest.pop()
+        if key in state and key not in order:
+            order.append(key)
+            todo += reversed(re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[key], sort_keys=True)))
+    ids = {old: f"{i:032x}" for i, old in enumerate(order)}
+    text = re.sub(r"[0-9a-f]{32}", lambda m: ids.get(m.group(0), m.group(0)), json.dumps({k: state[k] for k in order}))
+    saved["state"] = json.loads(text)
+    for view in views:
+        view["model_id"] = ids.get(view.get("model_id"), view.get("model_id"))
+
+
 def normalised(nb: Any) -> Any:
     """Return the executed notebook `nb` with what differs between two identical runs taken out, in place.
 
     Dropped: papermill's timestamps and durations, the kernel's execution timestamps, and stderr
-    streams (progress bars, warnings naming install paths); cell ids become their position; the
+    streams (progress bars, warnings naming install paths); cell ids become their position, and
+    ipywidgets model ids their order in the saved widget state; the
     repository's absolute path in the remaining text outputs becomes ".". A rerun on the same
     machine then writes the same bytes, so `git status` stays clean.
     """
     for key in RUN_DEPENDENT:
         nb.metadata.get("papermill", {}).pop(key, None)
     root = str(config.ROOT)
+    _renumber_widgets(nb)
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i}"
         cell.metadata.pop("execution", None)
