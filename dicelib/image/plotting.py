@@ -160,6 +160,8 @@ def _fmt(v) -> str:
 
 SWEEP_NAMES = {"lambda": "lambda1", "tau": "tau", "cfg_scale": "guidance scale", "injection": "injection",
                "margin": "LAI margin", "pseudo_inverse": "pseudo-inverse"}  # swept columns in words
+VALUE_NAMES = {"variance_preserving": "variance-preserving", "onehot": "one-hot", "lai": "LAI",
+               "model": "model prediction"}  # swept values in words
 FONT = 9  # the smallest text of a saved figure, in points (figures are saved at 100 % size)
 PANELS_PER_ROW = 4
 
@@ -213,7 +215,7 @@ def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baseli
                     h = ax.errorbar([row["edit_accuracy"]], [row["preservation"]], xerr=_err(one, "edit_accuracy"),
                                     yerr=_err(one, "preservation"), fmt="o", ms=6, elinewidth=0.7, capsize=2,
                                     color=colours[row[label]], zorder=2)
-                    legend.setdefault(f"DICE, {name} = {_fmt(row[label])}", h)
+                    legend.setdefault(f"DICE, {name} = {VALUE_NAMES.get(row[label], _fmt(row[label]))}", h)
             if baselines is not None:
                 bdf = baselines if model is None else baselines[baselines["model"] == model]
                 for _, b in bdf[bdf["type"] == typ].iterrows():
@@ -303,8 +305,8 @@ def examples_figure(cases: pd.DataFrame, grids: dict[str, np.ndarray], outputs: 
     prompt, red "no parse" where it does not."""
     cols = [(m, meth) for m, per in outputs.items() for meth in per]
     ncol = 3 + len(cols)
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.3 * ncol, 2.05 * len(rows) + 0.9), squeeze=False,
-                             gridspec_kw={"hspace": 0.75, "wspace": 0.12})
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.22 * ncol, 1.95 * len(rows) + 1.4), squeeze=False,
+                             gridspec_kw={"hspace": 0.62, "wspace": 0.12})
     heads = ["source", "oracle target", "edit mask"] + [f"{m}:\n{_wrap(METHOD_NAMES.get(meth, meth), 14)}" for m, meth in cols]
     for r, i in enumerate(rows):
         case = cases.iloc[i]
@@ -319,10 +321,10 @@ def examples_figure(cases: pd.DataFrame, grids: dict[str, np.ndarray], outputs: 
             show_tokens(axes[r, c], x)
             _parse_mark(axes[r, c], sb.matches_prompt(x, case["target_prompt"], sizes=True), label=True)
     for c, head in enumerate(heads):
-        axes[0, c].set_title(head, fontsize=FONT, pad=22 if c < 3 else 22)
+        axes[0, c].set_title(head, fontsize=FONT, pad=22)
     fig.suptitle(title or "One test case per edit type on both models (frame and label: green \"parses\" = the exact "
-                 "parser reads the edit as the target prompt, red \"no parse\" = it does not)", fontsize=FONT + 1)
-    fig.subplots_adjust(left=0.02, right=0.99, top=1 - 1.05 / (2.05 * len(rows) + 0.9), bottom=0.04)
+                 "parser reads the edit as the target prompt, red \"no parse\" = it does not)", fontsize=FONT + 1, y=0.995)
+    fig.subplots_adjust(left=0.02, right=0.99, top=1 - 1.3 / (1.95 * len(rows) + 1.4), bottom=0.03)
     return fig
 
 
