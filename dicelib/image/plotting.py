@@ -335,7 +335,7 @@ def lambda_edits_figure(case: pd.Series, source: np.ndarray, target: np.ndarray,
     preservation and whether it parses as the target prompt (green / red frame)."""
     n = len(edits)
     ncol = max(3, n)
-    fig, axes = plt.subplots(2, ncol, figsize=(2.2 * ncol, 6.0), squeeze=False, gridspec_kw={"hspace": 0.6})
+    fig, axes = plt.subplots(2, ncol, figsize=(2.2 * ncol, 5.4), squeeze=False)
     show_tokens(axes[0, 0], source, f"source\n{_wrap(case['source_prompt'], 24)}", fontsize=9)
     show_tokens(axes[0, 1], target, f"oracle target\n{_wrap(case['target_prompt'], 24)}", fontsize=9)
     show_mask(axes[0, 2], mask, f"edit mask ({int(np.sum(mask))} px)", fontsize=9)
@@ -350,40 +350,47 @@ def lambda_edits_figure(case: pd.Series, source: np.ndarray, target: np.ndarray,
         ax.axis("off")
     fig.suptitle(title or f"{case['type']}: DICE edits under the target prompt, lambda2 = 1 - lambda1 "
                  "(acc: in the mask vs the target; keep: outside it vs the source)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.84, bottom=0.06, hspace=0.55, wspace=0.12)
     return fig
 
 
 def reconstruction_figure(cases: pd.DataFrame, source: np.ndarray, outputs: dict[str, dict[str, np.ndarray]],
                           mismatch: dict[str, dict[str, float]], columns: tuple[str, ...]) -> plt.Figure:
-    """Return one row per case: the source with its SOURCE prompt, then per model each reconstruction of
-    `columns` ("<method>/<pseudo_inverse>" or "regeneration"); pixels that differ from the source are
-    outlined red and counted in the title. A note says why `model` is not exact."""
+    """Return one row per case, headed by its edit type and SOURCE prompt: the source, then per model each
+    reconstruction of `columns` ("<method>/<pseudo_inverse>" or "regeneration"), each labelled "exact" or
+    "N px differ" underneath; pixels that differ from the source are outlined red. A note says why `model`
+    is not exact."""
     cols = [(m, k) for m in outputs for k in columns]
     ncol = 1 + len(cols)
-    fig, axes = plt.subplots(len(cases), ncol, figsize=(1.9 * ncol, 2.6 * len(cases) + 1.4), squeeze=False)
+    fig, axes = plt.subplots(len(cases), ncol, figsize=(1.3 * ncol, 2.0 * len(cases) + 2.0), squeeze=False,
+                             gridspec_kw={"hspace": 0.7, "wspace": 0.12})
     for r in range(len(cases)):
-        show_tokens(axes[r, 0], source[r], f"source ({cases.iloc[r]['type']})\n"
-                    f"{_wrap(cases.iloc[r]['source_prompt'], 22)}", fontsize=9)
+        show_tokens(axes[r, 0], source[r])
+        axes[r, 0].text(0, 1.06, f"{cases.iloc[r]['type'].replace('_', ' ')}:  \"{cases.iloc[r]['source_prompt']}\"",
+                        transform=axes[r, 0].transAxes, fontsize=FONT, ha="left", va="bottom", fontweight="bold")
         for c, (m, k) in enumerate(cols, start=1):
             x = outputs[m][k][r]
             diff = np.asarray(x).reshape(sb.SIZE, sb.SIZE) != np.asarray(source[r]).reshape(sb.SIZE, sb.SIZE)
-            head = f"{m}:\n{k}\n" if r == 0 else ""
-            show_tokens(axes[r, c], x, f"{head}{'exact' if not diff.any() else f'{int(diff.sum())} px differ'}",
-                        fontsize=9)
+            show_tokens(axes[r, c], x)
+            axes[r, c].set_xlabel("exact" if not diff.any() else f"{int(diff.sum())} px differ", fontsize=FONT,
+                                  labelpad=2)
             ys, xs = np.nonzero(diff)
             if k != "regeneration":
                 for y0, x0 in zip(ys, xs):
                     axes[r, c].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), 1, 1, fill=False, ec="red", lw=0.8))
             if diff.any() and k != "regeneration":
                 _parse_mark(axes[r, c], False)
+    for c, head in enumerate(["source"] + [f"{m}:\n{k.replace('/', ' /' + chr(10))}" for m, k in cols]):
+        axes[0, c].set_title(head, fontsize=FONT, pad=22)
     rates = "; ".join(f"{m}: masked {v.get('masked/model', float('nan')):.1%}, multinomial "
                       f"{v.get('multinomial/model', float('nan')):.1%}" for m, v in mismatch.items())
     note = ("Reconstruction under the source prompt (lambda1 = 1, lambda2 = 0). onehot and lai latents are exact by "
             "construction. The model pseudo-inverse targets the model's own clean prediction argmax D(x0, t = 0, c), "
             "so it is exact only where that prediction equals the source; red squares mark the pixels where it is "
             f"not (pixels whose prediction differs, mismatch rate: {rates}). Regeneration keeps no latents.")
-    fig.text(0.01, 0.005, _wrap(note, 150), fontsize=9, va="bottom")
-    fig.suptitle("ShapesBench reconstructions of test sources, captioned with their source prompts", fontsize=10)
-    fig.tight_layout(rect=(0, 1.4 / (2.6 * len(cases) + 1.4), 1, 0.97))
+    fig.text(0.01, 0.005, _wrap(note, int(11 * 1.3 * ncol)), fontsize=FONT, va="bottom")
+    fig.suptitle("ShapesBench reconstructions of test sources (each row headed by its source prompt)", fontsize=FONT + 2,
+                 y=0.995)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 1.2 / (2.0 * len(cases) + 2.0),
+                        bottom=1.3 / (2.0 * len(cases) + 2.0))
     return fig
