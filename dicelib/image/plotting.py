@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +159,10 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (int, float, np.floating)) else str(v)
 
 
-SWEEP_NAMES = {"lambda": "lambda1", "tau": "tau", "cfg_scale": "guidance scale", "injection": "injection",
+SWEEP_NAMES = {"lambda": "lambda1", "lambda1": "start lambda1", "tau": "tau", "cfg_scale": "guidance scale", "injection": "injection",
                "margin": "LAI margin", "pseudo_inverse": "pseudo-inverse"}  # swept columns in words
 VALUE_NAMES = {"variance_preserving": "variance-preserving", "onehot": "one-hot", "lai": "LAI",
-               "model": "model prediction"}  # swept values in words
+               "model": "model prediction", "mi": "mutual information"}  # swept values in words
 FONT = 9  # the smallest text of a saved figure, in points (figures are saved at 100 % size)
 PANELS_PER_ROW = 4
 
@@ -180,9 +181,10 @@ def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baseli
     """Return preservation-vs-edit-accuracy panels: per model (column `model`) one panel per edit type (overall
     first), four panels a row, every panel on the same axes.
 
-    Each swept value of `label` has its own colour (named in the legend, so no label is printed on the
-    points); the points of one `group` value (or of the model, without `group`) are joined in sweep order
-    and carry 95 % interval bars on both scores when `df` has them. `baselines` (columns model, method,
+    Each swept value of `label` has its own colour (with `group`: its own marker, and each group value its
+    own colour), named in the legend, so no label is printed on the points; the points of one `group` value
+    (or of the model, without `group`) are joined in sweep order and carry 95 % interval bars on both
+    scores when `df` has them. `baselines` (columns model, method,
     type, scores and intervals) are drawn as black open markers with bars.
     """
     models = list(dict.fromkeys(df["model"])) if "model" in df else [None]
@@ -193,7 +195,8 @@ def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baseli
                              squeeze=False, sharex=True, sharey=True)
     name = SWEEP_NAMES.get(label, label)
     colours = _value_colours(list(dict.fromkeys(df[label])))
-    styles = ["-", "--", ":", "-."]
+    markers = dict(zip(dict.fromkeys(df[label]), itertools.cycle("osD^vP*X")))
+    groups_legend: dict[str, Any] = {}  # with `group`: its values (colours) first, then the swept values (markers)
     legend: dict[str, Any] = {}
     for m, model in enumerate(models):
         mdf = df if model is None else df[df["model"] == model]
@@ -206,16 +209,21 @@ def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baseli
             part = mdf[mdf["type"] == typ]
             groups = list(part.groupby(group, sort=False)) if group else [(None, part)]
             for j, (key, grp) in enumerate(groups):
-                line = ax.plot(grp["edit_accuracy"], grp["preservation"], styles[j % len(styles)], color="0.55",
-                               lw=1, zorder=1)[0]
-                if group:
-                    legend.setdefault(f"{SWEEP_NAMES.get(group, group)} = {_fmt(key)}", line)
+                if group:  # a colour per group, a marker per swept value
+                    line = ax.plot(grp["edit_accuracy"], grp["preservation"], "-", color=f"C{j}", lw=1.2, zorder=1)[0]
+                    groups_legend.setdefault(f"{SWEEP_NAMES.get(group, group)} = {VALUE_NAMES.get(key, _fmt(key))}", line)
+                else:
+                    ax.plot(grp["edit_accuracy"], grp["preservation"], "-", color="0.55", lw=1, zorder=1)
                 for _, row in grp.iterrows():
                     one = row.to_frame().T
+                    value = VALUE_NAMES.get(row[label], _fmt(row[label]))
                     h = ax.errorbar([row["edit_accuracy"]], [row["preservation"]], xerr=_err(one, "edit_accuracy"),
-                                    yerr=_err(one, "preservation"), fmt="o", ms=6, elinewidth=0.7, capsize=2,
-                                    color=colours[row[label]], zorder=2)
-                    legend.setdefault(f"DICE, {name} = {VALUE_NAMES.get(row[label], _fmt(row[label]))}", h)
+                                    yerr=_err(one, "preservation"), fmt=markers[row[label]] if group else "o", ms=6,
+                                    elinewidth=0.7, capsize=2, color=f"C{j}" if group else colours[row[label]], zorder=2)
+                    if group:
+                        legend.setdefault(f"{name} = {value}", plt.Line2D([], [], marker=markers[row[label]], ls="none", color="0.3", ms=6))
+                    else:
+                        legend.setdefault(f"DICE, {name} = {value}", h)
             if baselines is not None:
                 bdf = baselines if model is None else baselines[baselines["model"] == model]
                 for _, b in bdf[bdf["type"] == typ].iterrows():
@@ -234,6 +242,7 @@ def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baseli
                 ax.set_ylabel("preservation\n(outside mask)", fontsize=FONT)
             if i + PANELS_PER_ROW >= len(types):
                 ax.set_xlabel("edit accuracy (in mask)", fontsize=FONT)
+    legend = groups_legend | legend
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)), fontsize=FONT,
                frameon=False)
     fig.suptitle(title or f"DICE edits over {name}: preservation vs edit accuracy (bars: 95 % intervals over cases)",
