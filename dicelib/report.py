@@ -180,8 +180,8 @@ def render_markdown(root: Path, out: Path, stage_list: list[Stage], texts: dict[
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 figure{margin:1.5em 0;border-top:1px solid #ddd;padding-top:1em}figure img{max-width:100%;height:auto}
-figcaption{font-size:0.95em;color:#333;margin-top:.4em}table{border-collapse:collapse;font-size:0.85em;margin:.5em 0}
-table{display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}code{font-size:0.9em}
+figcaption{font-size:0.95em;color:#333;margin-top:.4em}table{border-collapse:collapse;font-size:0.92em;margin:.5em 0}
+table{display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}code{font-size:1em}
 .prov{font-size:0.9em;color:#444}details{margin:.6em 0}summary{cursor:pointer;font-weight:600}nav a{margin-right:.8em}"""
 
 
