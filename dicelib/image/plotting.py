@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ def save_png(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
     return out
 
 
-def show_tokens(ax: plt.Axes, tokens: np.ndarray, title: str | None = None, fontsize: int = 7) -> None:
+def show_tokens(ax: plt.Axes, tokens: np.ndarray, title: str | None = None, fontsize: float = 9) -> None:
     """Draw palette tokens [16, 16] (or [256]) on `ax`; [MASK] (id K) is drawn grey."""
     t = np.asarray(tokens).reshape(sb.SIZE, sb.SIZE)
     palette = np.vstack([sb.PALETTE, [[128, 128, 128]]])  # id K = [MASK]
@@ -31,7 +32,7 @@ def show_tokens(ax: plt.Axes, tokens: np.ndarray, title: str | None = None, font
         ax.set_title(title, fontsize=fontsize)
 
 
-def show_mask(ax: plt.Axes, mask: np.ndarray, title: str | None = None, fontsize: int = 7) -> None:
+def show_mask(ax: plt.Axes, mask: np.ndarray, title: str | None = None, fontsize: float = 9) -> None:
     """Draw a boolean mask [16, 16] (or [256]) black on white."""
     ax.imshow(np.asarray(mask).reshape(sb.SIZE, sb.SIZE), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -56,14 +57,14 @@ def case_figure(cases: pd.DataFrame, source: np.ndarray, columns: dict[str, np.n
     """Return a figure with one row per case: source, each named column of grids [N, 16, 16], mask."""
     n = len(cases)
     ncol = 1 + len(columns) + (mask is not None)
-    fig, axes = plt.subplots(n, ncol, figsize=(1.9 * ncol, 2.1 * n), squeeze=False)
+    fig, axes = plt.subplots(n, ncol, figsize=(2.2 * ncol, 2.6 * n), squeeze=False)
     for r, (_, row) in enumerate(cases.iterrows()):
-        show_tokens(axes[r, 0], source[r], f"{row['type']}\n{_wrap(row['source_prompt'])}", fontsize=6)
+        show_tokens(axes[r, 0], source[r], f"{row['type']}\n{_wrap(row['source_prompt'], 24)}", fontsize=9)
         for c, (name, grids) in enumerate(columns.items(), start=1):
-            title = f"{name}\n{_wrap(row['target_prompt'])}" if c == 1 else name
-            show_tokens(axes[r, c], grids[r], title, fontsize=6)
+            title = f"{name}\n{_wrap(row['target_prompt'], 24)}" if c == 1 else name
+            show_tokens(axes[r, c], grids[r], title, fontsize=9)
         if mask is not None:
-            show_mask(axes[r, -1], mask[r], "edit mask", fontsize=6)
+            show_mask(axes[r, -1], mask[r], "edit mask", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -72,13 +73,13 @@ def token_grid(images: np.ndarray, titles: list[str] | None = None, ncol: int = 
     """Return a figure of token images [N, 16, 16] in a grid, with optional wrapped titles."""
     n = len(images)
     nrow = max(1, -(-n // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.7 * ncol, 1.9 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(1.9 * ncol, 2.7 * nrow), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         if i < n:
-            show_tokens(ax, images[i], _wrap(titles[i], 24) if titles else None, fontsize=5)
+            show_tokens(ax, images[i], _wrap(titles[i], 22) if titles else None, fontsize=9)
         else:
             ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.0)
     return fig
 
 
@@ -97,53 +98,10 @@ def heatmaps(maps: np.ndarray, titles: list[str], cmap: str = "magma", ncol: int
         ax.set_yticks([])
         if i < n:
             im = ax.imshow(maps[i], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            ax.set_title(titles[i], fontsize=7)
+            ax.set_title(titles[i], fontsize=9)
         else:
             ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
-    return fig
-
-
-def tradeoff(df: pd.DataFrame, label: str, group: str | None = None, baselines: pd.DataFrame | None = None,
-             types: list[str] | None = None) -> plt.Figure:
-    """Return preservation-vs-edit-accuracy panels (overall + per edit type) for a sweep.
-
-    `df` has columns `type` ("overall" or an edit type), `edit_accuracy`, `preservation` and the
-    swept column `label`; points with the same `group` value are joined in sweep order and
-    annotated with their `label` value. `baselines` (columns `method`, `type`, `edit_accuracy`,
-    `preservation`) are drawn as black markers.
-    """
-    types = types or ["overall", *[t for t in sb.EDIT_TYPES if t in set(df["type"])]]
-    ncol = min(4, len(types))
-    nrow = -(-len(types) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow), squeeze=False)
-    markers = {"lambda1_zero": "s", "inpainting_oracle_mask": "^", "regeneration": "x"}
-    for ax, typ in zip(axes.ravel(), types):
-        part = df[df["type"] == typ]
-        groups = part.groupby(group, sort=False) if group else [(None, part)]
-        for key, grp in groups:
-            ax.plot(grp["edit_accuracy"], grp["preservation"], "o-", ms=3, lw=1,
-                    label=None if key is None else f"{group}={key}")
-            for _, r in grp.iterrows():
-                v = r[label]
-                ax.annotate(f"{v:g}" if isinstance(v, (int, float, np.floating)) else str(v),
-                            (r["edit_accuracy"], r["preservation"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        if baselines is not None:
-            for _, b in baselines[baselines["type"] == typ].iterrows():
-                ax.plot(b["edit_accuracy"], b["preservation"], markers.get(b["method"], "d"), color="k", ms=6,
-                        mfc="none", label=b["method"])
-        ax.set_title(typ, fontsize=9)
-        ax.set_xlabel("edit accuracy (in mask vs oracle)", fontsize=7)
-        ax.set_ylabel("preservation (outside mask)", fontsize=7)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(types):]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(handles)), fontsize=7, frameon=False)
-    fig.suptitle(f"DICE edits: preservation vs edit accuracy over {label}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return fig
 
 
@@ -171,7 +129,7 @@ def schedule_curves(curves: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("editing step (0 = noisiest)")
     ax.set_ylabel("lambda1")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=9, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -201,56 +159,95 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (int, float, np.floating)) else str(v)
 
 
+SWEEP_NAMES = {"lambda": "lambda1", "lambda1": "start lambda1", "tau": "tau", "cfg_scale": "guidance scale", "injection": "injection",
+               "margin": "LAI margin", "pseudo_inverse": "pseudo-inverse"}  # swept columns in words
+VALUE_NAMES = {"variance_preserving": "variance-preserving", "onehot": "one-hot", "lai": "LAI",
+               "model": "model prediction", "mi": "mutual information"}  # swept values in words
+FONT = 9  # the smallest text of a saved figure, in points (figures are saved at 100 % size)
+PANELS_PER_ROW = 4
+
+
+def _value_colours(values: list[Any]) -> dict[Any, Any]:
+    """Return a colour per swept value: a sequential map for numbers (low = dark), distinct colours otherwise."""
+    if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+        order = sorted(values)
+        cmap = plt.get_cmap("viridis")
+        return {v: cmap(0.85 * order.index(v) / max(1, len(order) - 1)) for v in values}
+    return {v: f"C{i}" for i, v in enumerate(values)}
+
+
 def tradeoff_grid(df: pd.DataFrame, label: str, group: str | None = None, baselines: pd.DataFrame | None = None,
                   title: str | None = None) -> plt.Figure:
-    """Return preservation-vs-edit-accuracy panels: one row per model (column `model`), one column per edit
-    type (overall first), every panel on the same axes.
+    """Return preservation-vs-edit-accuracy panels: per model (column `model`) one panel per edit type (overall
+    first), four panels a row, every panel on the same axes.
 
-    Points of one `group` value (or of the model, without `group`) are joined in sweep order, annotated
-    with their `label` value, and carry 95 % interval bars on both scores when `df` has them.
-    `baselines` (columns model, method, type, scores and intervals) are drawn as black markers with bars.
+    Each swept value of `label` has its own colour (with `group`: its own marker, and each group value its
+    own colour), named in the legend, so no label is printed on the points; the points of one `group` value
+    (or of the model, without `group`) are joined in sweep order and carry 95 % interval bars on both
+    scores when `df` has them. `baselines` (columns model, method,
+    type, scores and intervals) are drawn as black open markers with bars.
     """
     models = list(dict.fromkeys(df["model"])) if "model" in df else [None]
     types = _types(df)
-    fig, axes = plt.subplots(len(models), len(types), figsize=(2.7 * len(types), 2.8 * len(models) + 0.9),
+    rows_per_model = -(-len(types) // PANELS_PER_ROW)
+    nrow = rows_per_model * len(models)
+    fig, axes = plt.subplots(nrow, PANELS_PER_ROW, figsize=(3.1 * PANELS_PER_ROW, 2.9 * nrow + 0.7),
                              squeeze=False, sharex=True, sharey=True)
+    name = SWEEP_NAMES.get(label, label)
+    colours = _value_colours(list(dict.fromkeys(df[label])))
+    markers = dict(zip(dict.fromkeys(df[label]), itertools.cycle("osD^vP*X")))
+    groups_legend: dict[str, Any] = {}  # with `group`: its values (colours) first, then the swept values (markers)
     legend: dict[str, Any] = {}
-    for r, model in enumerate(models):
+    for m, model in enumerate(models):
         mdf = df if model is None else df[df["model"] == model]
-        for c, typ in enumerate(types):
-            ax = axes[r, c]
+        for i in range(rows_per_model * PANELS_PER_ROW):
+            ax = axes[m * rows_per_model + i // PANELS_PER_ROW, i % PANELS_PER_ROW]
+            if i >= len(types):
+                ax.axis("off")
+                continue
+            typ = types[i]
             part = mdf[mdf["type"] == typ]
-            groups = list(part.groupby(group, sort=False)) if group else [("DICE", part)]
+            groups = list(part.groupby(group, sort=False)) if group else [(None, part)]
             for j, (key, grp) in enumerate(groups):
-                name = f"DICE, {group} = {_fmt(key)}" if group else f"DICE over {label}"
-                h = ax.errorbar(grp["edit_accuracy"], grp["preservation"], xerr=_err(grp, "edit_accuracy"),
-                                yerr=_err(grp, "preservation"), fmt="o-", ms=3, lw=1, elinewidth=0.6, capsize=1.5,
-                                color=f"C{j}", label=name)
-                legend.setdefault(name, h)
+                if group:  # a colour per group, a marker per swept value
+                    line = ax.plot(grp["edit_accuracy"], grp["preservation"], "-", color=f"C{j}", lw=1.2, zorder=1)[0]
+                    groups_legend.setdefault(f"{SWEEP_NAMES.get(group, group)} = {VALUE_NAMES.get(key, _fmt(key))}", line)
+                else:
+                    ax.plot(grp["edit_accuracy"], grp["preservation"], "-", color="0.55", lw=1, zorder=1)
                 for _, row in grp.iterrows():
-                    ax.annotate(_fmt(row[label]), (row["edit_accuracy"], row["preservation"]), fontsize=6,
-                                xytext=(2, 2), textcoords="offset points")
+                    one = row.to_frame().T
+                    value = VALUE_NAMES.get(row[label], _fmt(row[label]))
+                    h = ax.errorbar([row["edit_accuracy"]], [row["preservation"]], xerr=_err(one, "edit_accuracy"),
+                                    yerr=_err(one, "preservation"), fmt=markers[row[label]] if group else "o", ms=6,
+                                    elinewidth=0.7, capsize=2, color=f"C{j}" if group else colours[row[label]], zorder=2)
+                    if group:
+                        legend.setdefault(f"{name} = {value}", plt.Line2D([], [], marker=markers[row[label]], ls="none", color="0.3", ms=6))
+                    else:
+                        legend.setdefault(f"DICE, {name} = {value}", h)
             if baselines is not None:
                 bdf = baselines if model is None else baselines[baselines["model"] == model]
                 for _, b in bdf[bdf["type"] == typ].iterrows():
                     one = b.to_frame().T
-                    name = METHOD_NAMES.get(b["method"], b["method"])
+                    bname = METHOD_NAMES.get(b["method"], b["method"])
                     h = ax.errorbar([b["edit_accuracy"]], [b["preservation"]], xerr=_err(one, "edit_accuracy"),
                                     yerr=_err(one, "preservation"), fmt=_MARKERS.get(b["method"], "d"), color="k",
-                                    mfc="none", ms=6, elinewidth=0.6, capsize=1.5, label=name)
-                    legend.setdefault(name, h)
-            ax.set_title(typ if model is None else f"{model} model · {typ}", fontsize=9)
+                                    mfc="none", ms=7, elinewidth=0.7, capsize=2, zorder=3)
+                    legend.setdefault(bname, h)
+            ax.set_title(typ.replace("_", " ") if model is None else f"{model} model: {typ.replace('_', ' ')}",
+                         fontsize=FONT + 1)
             ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
-            if r == len(models) - 1:
-                ax.set_xlabel("edit accuracy (in mask)", fontsize=8)
-            if c == 0:
-                ax.set_ylabel("preservation (outside mask)", fontsize=8)
-    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), fontsize=8,
+            ax.tick_params(labelsize=FONT)
+            ax.xaxis.set_tick_params(labelbottom=True)
+            if i % PANELS_PER_ROW == 0:
+                ax.set_ylabel("preservation\n(outside mask)", fontsize=FONT)
+            if i + PANELS_PER_ROW >= len(types):
+                ax.set_xlabel("edit accuracy (in mask)", fontsize=FONT)
+    legend = groups_legend | legend
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)), fontsize=FONT,
                frameon=False)
-    fig.suptitle(title or f"DICE edits over {label}: preservation vs edit accuracy (bars: 95 % intervals over cases)",
-                 fontsize=11)
-    fig.tight_layout(rect=(0, 0.9 / (2.8 * len(models) + 0.9), 1, 0.96))
+    fig.suptitle(title or f"DICE edits over {name}: preservation vs edit accuracy (bars: 95 % intervals over cases)",
+                 fontsize=FONT + 2)
+    fig.tight_layout(rect=(0, 0.5 / (2.9 * nrow + 0.7), 1, 0.97))
     return fig
 
 
@@ -271,46 +268,72 @@ def comparison_figure(final: pd.DataFrame, scores: tuple[str, ...] = ("edit_accu
             ax = axes[r, c]
             for j, method in enumerate(methods):
                 part = final[(final["model"] == model) & (final["method"] == method)].set_index("type").loc[types]
-                ax.bar(x + (j - (len(methods) - 1) / 2) * width, part[score], width, yerr=_err(part, score),
+                at = x + (j - (len(methods) - 1) / 2) * width
+                ax.bar(at, part[score], width, yerr=_err(part, score),
                        capsize=1.5, error_kw={"elinewidth": 0.7}, color=f"C{j}", label=METHOD_NAMES[method])
-            ax.set_xticks(x, [t.replace("_", "\n") for t in types], fontsize=7)
-            ax.set_ylim(0, 1.05)
+                _mark_zeros(ax, at, part[score].to_numpy(dtype=float), width, f"C{j}")
+            ax.set_xticks(x, [t.replace("_", "\n") for t in types], fontsize=FONT)
+            ax.set_ylim(0, 1.08)
             ax.grid(axis="y", alpha=0.3)
-            ax.tick_params(axis="y", labelsize=7)
-            ax.set_title(f"{model} model · {SCORE_NAMES.get(score, score)}", fontsize=9)
+            ax.tick_params(axis="y", labelsize=FONT)
+            ax.set_title(f"{model} model: {SCORE_NAMES.get(score, score)}", fontsize=FONT + 1)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=8, frameon=False)
-    fig.suptitle(title or "ShapesBench test edits per type (bars: 95 % bootstrap intervals over cases)", fontsize=11)
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=FONT, frameon=False)
+    fig.suptitle(title or "ShapesBench test edits per type (bars: 95 % bootstrap intervals over cases; "
+                 "a bar at 0 is drawn as a flat dash)", fontsize=FONT + 2)
     fig.tight_layout(rect=(0, 0.6 / (2.5 * len(scores) + 0.8), 1, 0.97))
     return fig
 
 
-def _parse_mark(ax: plt.Axes, ok: bool) -> None:
+def _mark_zeros(ax: plt.Axes, at: np.ndarray, values: np.ndarray, width: float, colour: Any) -> None:
+    """Draw a flat dash of the bar's colour where a bar is (near) zero high, so a 0 reads as 0, not as no bar."""
+    for x0, v in zip(at, values):
+        if np.isfinite(v) and v < 0.01:
+            ax.plot([x0 - width * 0.45, x0 + width * 0.45], [0.008, 0.008], color=colour, lw=3, solid_capstyle="butt",
+                    clip_on=False, zorder=3)
+
+
+def _parse_mark(ax: plt.Axes, ok: bool, label: bool = False) -> None:
+    """Frame `ax` green (parses as the target prompt) or red (does not), a white margin between frame and image so
+    the frame shows on any background; with `label`, also say it in words under the panel."""
+    ax.set_xlim(-1.9, sb.SIZE + 0.9)
+    ax.set_ylim(sb.SIZE + 0.9, -1.9)
     for side in ax.spines.values():
-        side.set_edgecolor("tab:green" if ok else "tab:red")
-        side.set_linewidth(2)
+        side.set_edgecolor("#1a9641" if ok else "#d7191c")
+        side.set_linewidth(3)
+    if label:
+        ax.set_xlabel("parses" if ok else "no parse", fontsize=FONT, color="#1a7a36" if ok else "#c0161a",
+                      fontweight="bold", labelpad=2)
 
 
 def examples_figure(cases: pd.DataFrame, grids: dict[str, np.ndarray], outputs: dict[str, dict[str, np.ndarray]],
                     rows: np.ndarray, title: str | None = None) -> plt.Figure:
-    """Return one row per case of `rows`: source (its prompt), oracle target (its prompt), edit mask, then each
-    model's output of each method (`outputs`: model label -> method -> [N, 16, 16]); a green frame where the
-    exact parser reads the output as the target prompt, red where it does not."""
+    """Return one row per case of `rows`, headed by its edit type and its source and target prompts: source,
+    oracle target, edit mask, then each model's output of each method (`outputs`: model label -> method ->
+    [N, 16, 16]), framed green and labelled "parses" where the exact parser reads the output as the target
+    prompt, red "no parse" where it does not."""
     cols = [(m, meth) for m, per in outputs.items() for meth in per]
     ncol = 3 + len(cols)
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.45 * ncol, 2.0 * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.22 * ncol, 1.95 * len(rows) + 1.4), squeeze=False,
+                             gridspec_kw={"hspace": 0.62, "wspace": 0.12})
+    heads = ["source", "oracle target", "edit mask"] + [f"{m}:\n{_wrap(METHOD_NAMES.get(meth, meth), 14)}" for m, meth in cols]
     for r, i in enumerate(rows):
         case = cases.iloc[i]
-        show_tokens(axes[r, 0], grids["source"][i], f"{case['type']}\n{_wrap(case['source_prompt'], 24)}", fontsize=5.5)
-        show_tokens(axes[r, 1], grids["target"][i], f"target\n{_wrap(case['target_prompt'], 24)}", fontsize=5.5)
-        show_mask(axes[r, 2], grids["mask"][i], "edit mask" if r == 0 else None, fontsize=6.5)
+        show_tokens(axes[r, 0], grids["source"][i])
+        show_tokens(axes[r, 1], grids["target"][i])
+        show_mask(axes[r, 2], grids["mask"][i])
+        axes[r, 0].text(0, 1.06, f"{case['type'].replace('_', ' ')}:  \"{case['source_prompt']}\"  \u2192  "
+                        f"\"{case['target_prompt']}\"", transform=axes[r, 0].transAxes, fontsize=FONT, ha="left",
+                        va="bottom", fontweight="bold")
         for c, (m, meth) in enumerate(cols, start=3):
             x = outputs[m][meth][i]
-            show_tokens(axes[r, c], x, f"{m}\n{METHOD_NAMES.get(meth, meth)}" if r == 0 else None, fontsize=6)
-            _parse_mark(axes[r, c], sb.matches_prompt(x, case["target_prompt"], sizes=True))
-    fig.suptitle(title or "One test case per edit type on both models (frame: green = parses exactly as the target "
-                 "prompt, red = does not)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+            show_tokens(axes[r, c], x)
+            _parse_mark(axes[r, c], sb.matches_prompt(x, case["target_prompt"], sizes=True), label=True)
+    for c, head in enumerate(heads):
+        axes[0, c].set_title(head, fontsize=FONT, pad=22)
+    fig.suptitle(title or "One test case per edit type on both models (frame and label: green \"parses\" = the exact "
+                 "parser reads the edit as the target prompt, red \"no parse\" = it does not)", fontsize=FONT + 1, y=0.995)
+    fig.subplots_adjust(left=0.02, right=0.99, top=1 - 1.3 / (1.95 * len(rows) + 1.4), bottom=0.03)
     return fig
 
 
@@ -321,55 +344,62 @@ def lambda_edits_figure(case: pd.Series, source: np.ndarray, target: np.ndarray,
     preservation and whether it parses as the target prompt (green / red frame)."""
     n = len(edits)
     ncol = max(3, n)
-    fig, axes = plt.subplots(2, ncol, figsize=(1.75 * ncol, 4.7), squeeze=False, gridspec_kw={"hspace": 0.45})
-    show_tokens(axes[0, 0], source, f"source\n{_wrap(case['source_prompt'], 26)}", fontsize=6.5)
-    show_tokens(axes[0, 1], target, f"oracle target\n{_wrap(case['target_prompt'], 26)}", fontsize=6.5)
-    show_mask(axes[0, 2], mask, f"edit mask ({int(np.sum(mask))} px)", fontsize=6.5)
+    fig, axes = plt.subplots(2, ncol, figsize=(2.2 * ncol, 5.4), squeeze=False)
+    show_tokens(axes[0, 0], source, f"source\n{_wrap(case['source_prompt'], 24)}", fontsize=9)
+    show_tokens(axes[0, 1], target, f"oracle target\n{_wrap(case['target_prompt'], 24)}", fontsize=9)
+    show_mask(axes[0, 2], mask, f"edit mask ({int(np.sum(mask))} px)", fontsize=9)
     for ax in axes[0, 3:]:
         ax.axis("off")
     for j, (x, (_, row)) in enumerate(zip(edits, table.iterrows())):
         ok = sb.matches_prompt(x, case["target_prompt"], sizes=True)
         show_tokens(axes[1, j], x, f"lambda1 = {row['lambda1']:g}\nacc {row['edit_accuracy']:.2f} · keep "
-                    f"{row['preservation']:.2f}\n{'parses as target' if ok else 'not the target'}", fontsize=6.5)
-        _parse_mark(axes[1, j], ok)
+                    f"{row['preservation']:.2f}", fontsize=9)
+        _parse_mark(axes[1, j], ok, label=True)
     for ax in axes[1, n:]:
         ax.axis("off")
     fig.suptitle(title or f"{case['type']}: DICE edits under the target prompt, lambda2 = 1 - lambda1 "
-                 "(acc: in the mask vs the target; keep: outside it vs the source)", fontsize=8.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+                 "(acc: in the mask vs the target; keep: outside it vs the source)", fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.84, bottom=0.06, hspace=0.55, wspace=0.12)
     return fig
 
 
 def reconstruction_figure(cases: pd.DataFrame, source: np.ndarray, outputs: dict[str, dict[str, np.ndarray]],
                           mismatch: dict[str, dict[str, float]], columns: tuple[str, ...]) -> plt.Figure:
-    """Return one row per case: the source with its SOURCE prompt, then per model each reconstruction of
-    `columns` ("<method>/<pseudo_inverse>" or "regeneration"); pixels that differ from the source are
-    outlined red and counted in the title. A note says why `model` is not exact."""
+    """Return one row per case, headed by its edit type and SOURCE prompt: the source, then per model each
+    reconstruction of `columns` ("<method>/<pseudo_inverse>" or "regeneration"), each labelled "exact" or
+    "N px differ" underneath; pixels that differ from the source are outlined red. A note says why `model`
+    is not exact."""
     cols = [(m, k) for m in outputs for k in columns]
     ncol = 1 + len(cols)
-    fig, axes = plt.subplots(len(cases), ncol, figsize=(1.55 * ncol, 2.1 * len(cases) + 1.0), squeeze=False)
+    fig, axes = plt.subplots(len(cases), ncol, figsize=(1.3 * ncol, 2.0 * len(cases) + 2.0), squeeze=False,
+                             gridspec_kw={"hspace": 0.7, "wspace": 0.12})
     for r in range(len(cases)):
-        show_tokens(axes[r, 0], source[r], f"source ({cases.iloc[r]['type']})\n"
-                    f"{_wrap(cases.iloc[r]['source_prompt'], 24)}", fontsize=5.5)
+        show_tokens(axes[r, 0], source[r])
+        axes[r, 0].text(0, 1.06, f"{cases.iloc[r]['type'].replace('_', ' ')}:  \"{cases.iloc[r]['source_prompt']}\"",
+                        transform=axes[r, 0].transAxes, fontsize=FONT, ha="left", va="bottom", fontweight="bold")
         for c, (m, k) in enumerate(cols, start=1):
             x = outputs[m][k][r]
             diff = np.asarray(x).reshape(sb.SIZE, sb.SIZE) != np.asarray(source[r]).reshape(sb.SIZE, sb.SIZE)
-            head = f"{m}: {k}\n" if r == 0 else ""
-            show_tokens(axes[r, c], x, f"{head}{'exact' if not diff.any() else f'{int(diff.sum())} px differ'}",
-                        fontsize=6)
+            show_tokens(axes[r, c], x)
+            axes[r, c].set_xlabel("exact" if not diff.any() else f"{int(diff.sum())} px differ", fontsize=FONT,
+                                  labelpad=2)
             ys, xs = np.nonzero(diff)
             if k != "regeneration":
                 for y0, x0 in zip(ys, xs):
                     axes[r, c].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), 1, 1, fill=False, ec="red", lw=0.8))
             if diff.any() and k != "regeneration":
                 _parse_mark(axes[r, c], False)
+    for c, head in enumerate(["source"] + [f"{m}:\n{k.replace('/', ' /' + chr(10))}" for m, k in cols]):
+        axes[0, c].set_title(head, fontsize=FONT, pad=22)
     rates = "; ".join(f"{m}: masked {v.get('masked/model', float('nan')):.1%}, multinomial "
                       f"{v.get('multinomial/model', float('nan')):.1%}" for m, v in mismatch.items())
     note = ("Reconstruction under the source prompt (lambda1 = 1, lambda2 = 0). onehot and lai latents are exact by "
             "construction. The model pseudo-inverse targets the model's own clean prediction argmax D(x0, t = 0, c), "
             "so it is exact only where that prediction equals the source; red squares mark the pixels where it is "
             f"not (pixels whose prediction differs, mismatch rate: {rates}). Regeneration keeps no latents.")
-    fig.text(0.01, 0.005, _wrap(note, 190), fontsize=6.5, va="bottom")
-    fig.suptitle("ShapesBench reconstructions of test sources, captioned with their source prompts", fontsize=10)
-    fig.tight_layout(rect=(0, 1.0 / (2.1 * len(cases) + 1.0), 1, 0.97))
+    fig.text(0.01, 0.005, _wrap(note, int(11 * 1.3 * ncol)), fontsize=FONT, va="bottom")
+    fig.suptitle("ShapesBench reconstructions of test sources (each row headed by its source prompt)", fontsize=FONT + 2,
+                 y=0.995)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 1.2 / (2.0 * len(cases) + 2.0),
+                        bottom=1.3 / (2.0 * len(cases) + 2.0))
     return fig

@@ -220,18 +220,45 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"metric": list(summary), "value": [str(v) for v in summary.values()]})
 
 
+SETTING_NAMES = {  # editing_table's settings and pseudo-inverses in words, for legends
+    "dice_lai_val": "DICE, LAI latents, lambda1 chosen on val",
+    "dice_onehot_val": "DICE, one-hot latents, lambda1 chosen on val",
+    "masked_generation": "masked generation (no latents)",
+    "gold_positive": "gold positive sentence",
+    "lai": "LAI latents", "onehot": "one-hot latents", "model": "model latents",
+}
+JUDGE_NAMES = {"minilm_logreg": "MiniLM judge", "vader": "VADER judge"}
+FONT = 9  # the smallest text of the saved figure, in points
+
+
+def _label_groups(xs: list[float], ys: list[float], values: list[float], near: tuple[float, float]) -> list[tuple[float, float, str]]:
+    """Return (x, y, text) labels for a curve's points, points closer than `near` (x, y) sharing one label
+    ("0.2, 0.5, 0.8"), so no two labels print over each other."""
+    labels: list[list] = []
+    for x, y, v in zip(xs, ys, values):
+        for lab in labels:
+            if abs(lab[0] - x) < near[0] and abs(lab[1] - y) < near[1]:
+                lab[2].append(v)
+                break
+        else:
+            labels.append([x, y, [v]])
+    return [(x, y, ", ".join(f"{v:g}" for v in sorted(vs))) for x, y, vs in labels]
+
+
 def sweep_figure(sweep: pd.DataFrame, editing: pd.DataFrame, judge: str = "minilm_logreg") -> Any:
-    """Return a figure: structure vs sentiment (judge) over the val lambda sweep per pseudo-inverse, test runs marked."""
+    """Return a figure: structure vs sentiment (judge) over the val lambda sweep per pseudo-inverse (each point
+    labelled with its lambda1; nearby points share a label), test runs marked, the legend in words."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    judge_name = JUDGE_NAMES.get(judge, judge)
+    fig, ax = plt.subplots(figsize=(8, 5.6))
     for pi, rows in sweep.groupby("pseudo_inverse", sort=False):
         rows = rows.sort_values("lambda1")
-        ax.plot(rows[f"sentiment_{judge}"] * SCALE, rows.structure * SCALE, "o-", label=f"DICE {pi}, val sweep")
-        for r in rows.itertuples():
-            ax.annotate(f"{r.lambda1:g}", (getattr(r, f"sentiment_{judge}") * SCALE, r.structure * SCALE),
-                        textcoords="offset points", xytext=(3, 3), fontsize=7)
-    for name, marker in (("dice_lai_val", "s"), ("dice_onehot_val", "D"), ("masked_generation", "x"),
+        xs, ys = list(rows[f"sentiment_{judge}"] * SCALE), list(rows.structure * SCALE)
+        line = ax.plot(xs, ys, "o-", label=f"DICE, {SETTING_NAMES.get(pi, pi)}: val sweep (labels: lambda1)")[0]
+        for x, y, text in _label_groups(xs, ys, list(rows.lambda1), near=(7.0, 4.0)):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=FONT, color=line.get_color())
+    for name, marker in (("dice_lai_val", "s"), ("dice_onehot_val", "D"), ("masked_generation", "X"),
                          ("gold_positive", "*")):
         row = editing[editing.setting == name]
         if len(row):
@@ -239,10 +266,15 @@ def sweep_figure(sweep: pd.DataFrame, editing: pd.DataFrame, judge: str = "minil
             xerr = [[x - float(row[f"sentiment_{judge}_lo"].iloc[0]) * SCALE],
                     [float(row[f"sentiment_{judge}_hi"].iloc[0]) * SCALE - x]]
             yerr = [[y - float(row.structure_lo.iloc[0]) * SCALE], [float(row.structure_hi.iloc[0]) * SCALE - y]]
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=8, capsize=3, label=f"{name} (test, 95 % CI)")
-    ax.set_xlabel(f"sentiment correctness ×10² ({judge})")
-    ax.set_ylabel("structure preservation ×10²")
-    ax.set_title("Sentiment editing: lambda1 sweep on val (labels), test runs")
-    ax.legend(fontsize=7)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=9, capsize=3,
+                        label=f"{SETTING_NAMES.get(name, name)} (test, 95 % interval)")
+    ax.set_xlabel(f"sentiment correct (read as positive by the {judge_name}) ×10²", fontsize=FONT + 1)
+    ax.set_ylabel("structure kept ×10²", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT)
+    ax.set_xlim(-3, 108)
+    ax.set_ylim(min(10.0, ax.get_ylim()[0]), 106)
+    ax.grid(alpha=0.3)
+    ax.set_title("Sentiment editing: lambda1 sweep on val, and the test runs", fontsize=FONT + 2)
+    ax.legend(fontsize=FONT, loc="lower left")
     fig.tight_layout()
     return fig
