@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import shapesbench as sb
 from ..config import DATA
+from .. import kernels
 from ..errors import DiceError, check_choice, choice, integer
 
 BENCH_DIR = DATA / "shapesbench"
@@ -143,4 +144,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    kernels.pin_process()  # same bytes on any x86-64 CPU (docs/reproducibility.md)
     main()

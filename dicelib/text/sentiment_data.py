@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import kernels
 from ..config import DATA, ROOT
 from ..errors import DiceError, check_choice
 from ..io import atomic_write
@@ -129,4 +130,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    kernels.pin_process(kernels.BFLOAT16)  # torch's kernels and threads (docs/reproducibility.md)
     main()

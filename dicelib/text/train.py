@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from .. import kernels
 from ..config import ROOT
 from ..errors import DiceError
 from ..io import save_metrics, save_plot_data, save_table
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    kernels.pin_process(kernels.BFLOAT16)  # torch's kernels and threads (docs/reproducibility.md)
     try:
         main()
     except DiceError as err:
