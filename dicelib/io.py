@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterable
 
-from . import config
+from . import config, kernels
 from .core.atomic import atomic_write
 from .core.injection import INJECTIONS
 from .core.masked import NOISE_KINDS
@@ -124,8 +124,9 @@ def _write_failed(nb: Any, path: Path, reason: str, output: Path) -> Path:
 def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[str] | tuple[str, ...] = ()) -> Path:
     """Return `output` after running papermill on `notebook` (with `papermill_args`) and publishing its outputs.
 
-    The kernel runs with DICELIB_REPORTS pointing at a staging folder. Only when papermill succeeds
-    and every code cell ran without error are the staged files moved under config.REPORTS (each
+    The kernel runs with DICELIB_REPORTS pointing at a staging folder and its CPU kernels pinned
+    (`kernels.notebook_pins`: the same bytes on any x86-64 CPU, docs/reproducibility.md). Only when
+    papermill succeeds and every code cell ran without error are the staged files moved under config.REPORTS (each
     with os.replace) and the executed notebook written to `output`, as papermill writes it.
     Otherwise, Ctrl-C and kill included, nothing under config.REPORTS or `output` changes: the
     executed notebook goes to `<output folder>/failed/<name>.ipynb` headed by a cell saying that
@@ -141,7 +142,7 @@ def run_notebook(notebook: str | Path, output: str | Path, papermill_args: list[
     try:
         status, interrupt = _papermill([sys.executable, "-m", "dicelib.io", "papermill", str(notebook), str(staged_nb),
                                         *papermill_args],
-                                       {**os.environ, "DICELIB_REPORTS": str(staged_reports)})
+                                       {**kernels.pinned_env(pins=kernels.notebook_pins(notebook)), "DICELIB_REPORTS": str(staged_reports)})
         nb = nbformat.read(staged_nb, as_version=4) if staged_nb.exists() else None
         reason = _failure(nb, status, interrupt)
         if reason is not None:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import shapesbench as sb
 from ..config import DATA
+from .. import kernels
 from ..errors import DiceError, Relation, StageParams, check_choice, choice, integer
 
 BENCH_DIR = DATA / "shapesbench"
@@ -163,4 +164,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from ..io import run_stage
 
+    kernels.pin_process()  # same bytes on any x86-64 CPU (docs/reproducibility.md)
     run_stage(main)

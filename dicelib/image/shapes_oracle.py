@@ -51,6 +51,7 @@ from .shapes_model import VOCAB, encode, shapes_schedule
 
 KINDS = ("mask", "uniform", "mask_replace")
 LOG_FLOOR = -70.0  # log-probabilities below this are reported as this (as the library's LOG_FLOOR)
+LOG_GRID = 2.0 ** -32  # log-likelihoods are rounded to multiples of this: their sums are exact (`on_grid`)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def prompt_table(text: str, g: Grammar) -> PromptTable:
 
 def log_likelihoods(x: torch.Tensor, t: torch.Tensor, k: int, kinds: tuple[str, ...], replace_share: float,
                     floor: float) -> torch.Tensor:
-    """Return log p(x_t | x0 = c) per kind, pixel and colour: [B, n_kinds, D, K] float64 (floored)."""
+    """Return log p(x_t | x0 = c) per kind, pixel and colour: [B, n_kinds, D, K] float64 (floored, on LOG_GRID)."""
     t = t.double().clamp(0.0, 1.0).view(-1, 1, 1)  # [B, 1, 1]
     is_mask = (x == k).unsqueeze(-1)  # [B, D, 1]
     same = (x.unsqueeze(-1) == torch.arange(k, device=x.device)).double()  # [B, D, K]
@@ -187,7 +188,17 @@ def log_likelihoods(x: torch.Tensor, t: torch.Tensor, k: int, kinds: tuple[str, 
             level = t.clamp(max=1 - 1e-6)  # as the schedule: abar_T > 0
             lik = torch.where(is_mask, (1 - replace_share) * level, same * (1 - level) + replace_share * level / k)
         out.append(torch.log((1 - floor) * lik + floor / (k + 1)))
-    return torch.stack(out, 1)
+    return on_grid(torch.stack(out, 1))
+
+
+def on_grid(log_values: torch.Tensor) -> torch.Tensor:
+    """Return float64 `log_values` rounded to the nearest multiple of LOG_GRID.
+
+    Sums of up to 2^16 grid values of magnitude below 2^5 (log-likelihoods floored at floor >= 1e-12) are
+    exact in float64 (2^(16 + 5 + 32) = 2^53): the enumeration's log-likelihood sums (einsum / matmul over pixels) come out bit for bit
+    the same whatever the BLAS kernel, instruction set or thread split sums them in.
+    """
+    return torch.round(log_values * (1 / LOG_GRID)) * LOG_GRID
 
 
 class ShapesOracle:
@@ -272,25 +283,36 @@ class ShapesOracle:
         return self.marginals(x, t, cond).log().clamp(min=LOG_FLOOR).float().to(device)
 
     def _prompt(self, loglik: torch.Tensor, tab: PromptTable) -> torch.Tensor:
-        """Return marginals [R, D, K] for rows of one prompt: enumeration over its scene table."""
+        """Return marginals [R, D, K] for rows of one prompt: enumeration over its scene table.
+
+        Every marginal is a sum of non-negative posterior weights (the background's too: the weight of
+        the scenes leaving the pixel uncovered, never one minus the objects' cover), so a tiny marginal
+        keeps its relative precision and its log does not depend on the order BLAS sums in.
+        """
         r, k, bg = loglik.shape[0], self.num_classes, tab.background
         pixels = self.tables.pixels[tab.used]  # [U, D]
         cols = torch.from_numpy(np.concatenate([[bg], tab.colours]))
-        a = torch.einsum("pd,rkdc->rkpc", pixels, loglik[..., cols])  # [R, nk, U, 1 + n]: log-lik over each placement
+        a = torch.einsum("pd,rkdc->rkpc", pixels, loglik[..., cols])  # [R, nk, U, 1 + n]: exact sums (grid values)
         ll = loglik[..., bg].sum(-1, keepdim=True)  # [R, nk, 1]
         for j in range(len(tab.colours)):
             pl = tab.local[:, j]
             ll = ll + a[:, :, pl, j + 1] - a[:, :, pl, 0]  # [R, nk, S]
         lw = torch.logsumexp(ll, 1) + torch.from_numpy(tab.log_prior)  # uniform kind prior: a constant
         w = torch.softmax(lw, -1)  # [R, S]
+        u = len(tab.used)
         out = torch.zeros(r, self.num_positions, k, dtype=torch.float64)
-        out[..., bg] = 1.0
+        if len(tab.colours) == 1:
+            v = torch.zeros(r, u, dtype=torch.float64).index_add_(1, tab.local[:, 0], w)  # placement posterior
+            out[..., tab.colours[0]] = v @ pixels
+            out[..., bg] = v @ (1 - pixels)
+            return out
+        pair = tab.local[:, 0] * u + tab.local[:, 1]
+        wp = torch.zeros(r, u * u, dtype=torch.float64).index_add_(1, pair, w).view(r, u, u)  # [R, U_a, U_b]
         for j, c in enumerate(tab.colours.tolist()):
-            v = torch.zeros(r, len(tab.used), dtype=torch.float64).index_add_(1, tab.local[:, j], w)  # placement posterior
-            cover = v @ pixels  # [R, D]
-            out[..., c] += cover
-            out[..., bg] -= cover
-        return out.clamp(min=0.0)
+            out[..., c] = wp.sum(2 - j) @ pixels  # [R, D]: the posterior of object j covering the pixel
+        free = 1 - pixels  # [U, D]
+        out[..., bg] = ((wp @ free) * free).sum(1)  # sum over (a, b) of w(a, b) [a leaves it] [b leaves it]
+        return out
 
     def _null(self, loglik: torch.Tensor) -> torch.Tensor:
         """Return marginals [R, D, K] under the null prompt: d log Z / d loglik of the factorised sum over scenes."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import config
+from .. import config, kernels
 from ..core.api import edit_grid, invert
 from ..core.settings import EditSettings
 from ..errors import DiceError, check_choice, check_device, integer, list_of, optional
@@ -196,4 +196,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    kernels.pin_process()  # same bytes on any x86-64 CPU (docs/reproducibility.md)
     run_stage(main)

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from . import shapesbench as sb
 from . import benchmark_build as sbd
 from ..config import FIGURES, METRICS, PLOTS, TABLES
+from .. import kernels
 from ..io import Stage, atomic_write, run_stage, stage_params, typed
 from .plotting import loss_curve, save_png, token_grid
 from ..core.regeneration import ORDERS, regenerate
@@ -385,4 +386,5 @@ def headline(report: dict) -> dict:
 
 
 if __name__ == "__main__":
+    kernels.pin_process()  # same bytes on any x86-64 CPU (docs/reproducibility.md)
     run_stage(main)

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import kernels
 from ..config import DATA, ROOT
 from ..errors import DiceError, check_choice
 from ..io import atomic_write
@@ -143,4 +144,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from ..io import run_stage
 
+    kernels.pin_process(kernels.BFLOAT16)  # torch's kernels and threads (docs/reproducibility.md)
     run_stage(main)

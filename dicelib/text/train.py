@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from .. import kernels
 from pathlib import Path
 
 from ..config import METRICS, PLOTS, ROOT
@@ -354,4 +355,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from ..io import run_stage
 
+    kernels.pin_process(kernels.BFLOAT16)  # torch's kernels and threads (docs/reproducibility.md)
     run_stage(main)
