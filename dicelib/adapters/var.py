@@ -47,6 +47,21 @@ def var_file(depth: int) -> str:
     return f"var_d{depth}.pth"
 
 
+def registry_depth(name: str) -> int | None:
+    """Return the depth of a registry name "var-d<depth>" of a released model, else None."""
+    head, _, depth = name.partition("-d")
+    return int(depth) if head == "var" and depth.isdigit() and int(depth) in DEPTHS else None
+
+
+def weights_status(depth: int) -> str:
+    """Return whether the HF cache holds var_d{depth}.pth and the tokenizer: "in HF cache" or "weights missing"."""
+    try:
+        root = resolve_snapshot(REPO_ID)
+    except DiceError:
+        return "weights missing"
+    return "in HF cache" if all((root / f).is_file() for f in (var_file(depth), VAE_FILE)) else "weights missing"
+
+
 def published_kwargs(depth: int) -> dict[str, Any]:
     """Return VARNet's arguments for a released depth: width 64 d, d heads, L2-normalised attention (build_vae_var)."""
     return dict(depth=depth, embed_dim=64 * depth, num_heads=depth, attn_l2_norm=True, shared_aln=False)
