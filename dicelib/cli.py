@@ -369,6 +369,10 @@ def models() -> None:
             status = "no weights"
         elif spec.family == "shapes":
             status = "trained" if CHECKPOINT.is_file() else "not trained yet"
+        elif spec.family == "var" and name != "random-var":
+            from .adapters.var import registry_depth, weights_status
+
+            status = weights_status(registry_depth(name))
         elif "/" in name:
             try:
                 resolve_snapshot(name)

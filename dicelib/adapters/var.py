@@ -152,7 +152,9 @@ class VAR:
     # --- conditions -------------------------------------------------------------------------
     def encode_prompt(self, prompts: Any) -> torch.Tensor:
         """Return class ids [B] (long, on the device) for ids or ImageNet class names (one or a list)."""
-        items = [prompts] if isinstance(prompts, (str, int)) or is_int(prompts) else list(prompts)
+        if isinstance(prompts, torch.Tensor):
+            prompts = prompts.reshape(-1).tolist()
+        items = [prompts] if isinstance(prompts, str) or is_int(prompts) else list(prompts)
         if not items:
             raise DiceError("no classes given")
         return torch.tensor([class_id(p, self.num_labels) for p in items], dtype=torch.long, device=self.device)

@@ -182,6 +182,7 @@ def test_class_names_and_ids(model):
     assert class_id("crane") == 134 and class_id(7) == 7 and class_id(" 12 ") == 12
     assert model.encode_prompt("tabby cat").tolist() == [281]
     assert model.encode_prompt(["goldfish", 0, "999"]).tolist() == [1, 0, 999]
+    assert model.encode_prompt(torch.tensor([3, 4])).tolist() == [3, 4]
     with pytest.raises(DiceError, match=r"'tabby kat' is not an ImageNet class name; close matches: 'tabby cat' \(281\)"):
         model.encode_prompt(["tabby kat"])
     with pytest.raises(DiceError, match="class id 1000 is out of range; expected 0..999"):
@@ -208,3 +209,17 @@ def test_error_paths(model, maps):
         parts = var_components("tiny")
         VAR(parts["vae"], VARNet(vocab_size=8, Cvae=4, depth=1, embed_dim=8, num_heads=1, patch_nums=(1, 2, 3, 4)))
     assert model.scale_logits([], torch.tensor([5])).shape == (1, 1, 16)  # scale 0: B from the condition
+
+
+def test_registry_names_load_the_adapter(folder, tmp_path, monkeypatch):
+    from dicelib.registry import get_spec, load_model
+
+    model, spec = load_model("random-var", "cpu")
+    assert isinstance(model, VAR) and spec.family == "var" and spec.settings.method == "next_scale"
+    assert (spec.settings.cfg_scale, spec.settings.cfg_schedule, spec.settings.pseudo_inverse) == (1.5, "linear", "lai")
+    loaded, spec = load_model(f"var:{folder}", "cpu")
+    assert loaded.net.depth == 2 and spec.family == "var"
+    assert get_spec("var-d24").settings.start_scale == 4 and get_spec("var-d30").family == "var"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(MissingWeightsError, match="huggingface-cli download FoundationVision/var var_d24.pth"):
+        load_model("var-d24", "cpu")
