@@ -188,3 +188,23 @@ def test_bad_prefix_raises_a_dice_error(small):
         small.scale_logits([maps[0] + 9], small.null_cond)
     with pytest.raises(DiceError, match="prefix must be a list"):
         small.scale_logits(maps, small.null_cond)
+
+
+# --- the registry serves it ---
+
+def test_registry_serves_shapes_oracle_for_next_scale_with_exact_image_io():
+    from dicelib.registry import get_spec, load_model
+
+    assert "next_scale" in get_spec("shapes-oracle").served()
+    assert get_spec("random-amused").served() == ("masked",)
+    model, spec = load_model("shapes-oracle", method="next_scale")
+    assert model.method == "next_scale" and spec.settings.method == "next_scale"
+    assert load_model("shapes-oracle")[0].method == "masked"  # the default stays the masked method
+    img = sb.render(sb.random_scene(np.random.default_rng(2)))
+    rgb = torch.from_numpy(sb.to_rgb(img)).permute(2, 0, 1).float()[None] / 255
+    maps = model.encode_image(rgb)
+    assert [m.shape for m in maps] == [(1, s * s) for s in scale_sides()]
+    assert torch.equal(maps[-1][0], torch.from_numpy(img.ravel().astype(np.int64)))
+    assert torch.equal(model.decode(maps), rgb)
+    with pytest.raises(DiceError, match="serves masked, not 'next_scale'"):
+        load_model("random-amused", method="next_scale")
