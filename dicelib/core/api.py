@@ -67,18 +67,28 @@ def invert(model: Any, x0: torch.Tensor, cond: Any = None, method: str = INVERT.
            steps: int | None = INVERT.steps, tau: float = INVERT.tau, pseudo_inverse: str = INVERT.pseudo_inverse,
            cfg_scale: float | None = INVERT.cfg_scale, temperature: Temperature = INVERT.temperature,
            store: str = INVERT.store, generator: torch.Generator | None = None, progress: bool = False,
-           **opts: Any) -> Inversion:
+           cfg_schedule: str = INVERT.cfg_schedule, **opts: Any) -> Inversion:
     """Return the Inversion of x0 [B, D] under `cond`: the trajectory and latents that regenerate it.
 
-    method: "masked" (Alg. 1; steps default MASKED_STEPS) or "multinomial" (Alg. 2; steps = the
-    transition schedule's T, default 100). opts: masked — mask_schedule ("linear", "cosine", "root",
+    method: "masked" (Alg. 1; steps default MASKED_STEPS), "multinomial" (Alg. 2; steps = the
+    transition schedule's T, default 100) or "next_scale" (VARIN Alg. 2 for a NextScaleDenoiser: x0 is
+    the list of S token maps [B, h_k * w_k]; steps and tau do not apply; see `next_scale.invert`). opts: masked — mask_schedule ("linear", "cosine", "root",
     "arccos", "cubic"), noise ("uniform" | "mask"), margin (LAI); multinomial — schedule (a
     MultinomialSchedule), margin. Defaults: `dicelib.core.settings.InvertSettings`.
     pseudo_inverse="model" also sets `mismatch_rate` and `reconstruction_error_rate` (see Inversion); the
     latter runs the reconstruction alongside: up to one more forward pass per step, even with store="none".
     """
-    k = check_model(model)
     check_choice("method", method, METHODS)
+    if method == "next_scale":  # VARIN: no trajectory, the source maps are the prefix (core/next_scale.py)
+        from . import next_scale
+
+        return next_scale.invert(model, x0, cond, steps=steps, tau=tau, pseudo_inverse=pseudo_inverse, cfg_scale=cfg_scale,
+                                 temperature=temperature, store=store, generator=generator, progress=progress,
+                                 cfg_schedule=cfg_schedule, **opts)
+    if cfg_schedule != INVERT.cfg_schedule:
+        raise DiceError(f"cfg_schedule applies to method 'next_scale' only (its guidance ramp over the scales); "
+                        f"method {method!r} takes {INVERT.cfg_schedule!r}, got {cfg_schedule!r}")
+    k = check_model(model)
     check_choice("pseudo_inverse", pseudo_inverse, PSEUDO_INVERSES)
     check_choice("store", store, STORES)
     unknown = sorted(set(opts) - set(OPTS[method]))
@@ -139,8 +149,13 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
          lambda2: float | None = EDIT.lambda2, injection: str = EDIT.injection,
          lambda_schedule: str | LambdaSchedule = EDIT.lambda_schedule, cfg_scale: float | None = None,
          temperature: Temperature | None = None, generator: torch.Generator | None = None,
-         lambda1_end: float = EDIT.lambda1_end, progress: bool = False) -> torch.Tensor:
+         lambda1_end: float = EDIT.lambda1_end, progress: bool = False,
+         start_scale: int = EDIT.start_scale, cfg_schedule: str | None = None) -> torch.Tensor | list[torch.Tensor]:
     """Return the edited tokens [B, D]: regenerate from the inversion under `cond`, guided by its latents.
+
+    A next_scale inversion returns the list of S edited maps [B, h_k * w_k]; `start_scale` (an int in
+    0..S-1, default EditSettings.start_scale = 0) is its first regenerated scale, the coarser ones are the source's;
+    cfg_schedule (None: the inversion's) its guidance ramp over the scales.
 
     lambda1 weighs the latents (the source's information), lambda2 fresh Gumbel noise. With
     cond = the inversion's condition, lambda1 = 1, lambda2 = 0 and additive injection this is the
@@ -152,6 +167,10 @@ def edit(model: Any, inv: Inversion, cond: Any = None, lambda1: float = EDIT.lam
     """
     setting = dict(lambda1=lambda1, lambda2=lambda2, injection=injection, lambda_schedule=lambda_schedule,
                    lambda1_end=lambda1_end, cfg_scale=cfg_scale, temperature=temperature)
+    if start_scale != EDIT.start_scale or getattr(inv, "method", None) == "next_scale":
+        setting["start_scale"] = start_scale
+    if cfg_schedule is not None:
+        setting["cfg_schedule"] = cfg_schedule
     return edit_grid(model, inv, [setting], conds=[cond], generators=[generator], progress=progress)[0]
 
 
@@ -193,6 +212,10 @@ def edit_grid(model: Any, inv: Inversion, settings: Sequence[EditSettings | dict
     if not isinstance(inv, Inversion):
         raise DiceError(f"inv must be a dicelib.Inversion (from dicelib.invert or Inversion.load), got {type(inv).__name__}")
     inv.validate()
+    if inv.method == "next_scale":
+        from . import next_scale
+
+        return next_scale.edit_grid(model, inv, settings, conds, generators, max_batch, progress)
     k = check_model(model)
     if k != inv.num_classes:
         raise DiceError(f"the inversion was made with K={inv.num_classes} classes but this model has K={k}")
@@ -241,7 +264,7 @@ def edit_grid(model: Any, inv: Inversion, settings: Sequence[EditSettings | dict
     return xs
 
 
-def _resolve_grid(inv: Inversion, settings: Any, conds: Any, generators: Any) -> list[_Run]:
+def _resolve_grid(inv: Inversion, settings: Any, conds: Any, generators: Any, resolve: Any = None) -> list[Any]:
     """Return the grid's settings resolved against the inversion, or raise a DiceError naming the bad one."""
     if not isinstance(settings, (list, tuple)) or not settings:
         raise DiceError(f"settings must be a non-empty list of EditSettings or dicts of edit arguments, got {settings!r:.80}")
@@ -254,7 +277,7 @@ def _resolve_grid(inv: Inversion, settings: Any, conds: Any, generators: Any) ->
     runs = []
     for j, (spec, cond, gen) in enumerate(zip(settings, conds, generators)):
         try:
-            runs.append(_resolve(inv, spec, cond, gen))
+            runs.append((resolve or _resolve)(inv, spec, cond, gen))
         except DiceError as err:
             if len(settings) == 1:  # edit(): its own argument names say it all
                 raise
@@ -282,6 +305,9 @@ def _resolve(inv: Inversion, spec: Any, cond: Any, generator: Any) -> _Run:
     if not isinstance(spec, dict):
         raise DiceError(f"an edit setting must be an EditSettings or a dict of edit arguments, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(GRID_OPTIONS))
+    if {"start_scale", "cfg_schedule"} & set(unknown):
+        raise DiceError(f"{', '.join(sorted({'start_scale', 'cfg_schedule'} & set(unknown)))} applies to next_scale "
+                        f"inversions only; this inversion's method is {inv.method!r}")
     if unknown:
         raise DiceError(f"unknown edit setting(s) {unknown}; accepted: {list(GRID_OPTIONS)}")
     if "cond" in spec and cond is not _UNSET:
@@ -340,11 +366,17 @@ def _forward(model: Any, groups: list[tuple], max_batch: int | None) -> list[tor
 def _split(groups: list[tuple], max_batch: int) -> list[list[tuple[int, int, int]]]:
     """Return the calls as lists of (group index, first row, end row), each at most max_batch model rows
     (a guided row counts twice: its unconditional twin rides in the same call)."""
+    return _split_rows([(g[0].shape[0], g[3]) for g in groups], max_batch)
+
+
+def _split_rows(groups: list[tuple[int, float | None]], max_batch: int) -> list[list[tuple[int, int, int]]]:
+    """Return the calls for groups of (rows, cfg_scale) as lists of (group index, first row, end row), each at
+    most max_batch model rows (a guided row counts twice: its unconditional twin rides in the same call)."""
     calls: list[list[tuple[int, int, int]]] = [[]]
     room = max_batch
-    for j, g in enumerate(groups):
-        cost = 1 if guidance_weight(g[3]) is None else 2
-        lo, rows = 0, g[0].shape[0]
+    for j, (rows, cfg) in enumerate(groups):
+        cost = 1 if guidance_weight(cfg) is None else 2
+        lo = 0
         while lo < rows:
             take = min(rows - lo, room // cost)
             if take == 0:  # max_batch >= cost (checked): a fresh call always has room

@@ -77,9 +77,21 @@ def predict_log_probs(model: Any, groups: list[Group], cfg_scale: float | None =
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise DiceError(f"{type(model).__name__}.logits returned {shape}; expected [B, D, K] = "
                         f"{[x.shape[0], x.shape[1], k]} (does the model match the inversion's K and D?)")
-    out, c0, u0 = [], 0, x.shape[0] - sum(g[0].shape[0] for g in guided)
-    for gx, _, _, cfg, temp in groups:  # group by group: a grid's tensors stay small enough for the CPU's caches
-        n, w = gx.shape[0], guidance_weight(cfg)
+    return mix(model, logits, [(g[0].shape[0], g[3], g[4]) for g in groups])
+
+
+def mix(model: Any, logits: torch.Tensor, groups: list[tuple[int, float | None, float]]) -> list[torch.Tensor]:
+    """Return guided log-probs [B_g, ..., K] per (rows B_g, cfg_scale, temperature) group from one call's logits.
+
+    `logits` holds every group's rows in order, then the unconditional twins of the guided groups in the
+    same order (how `predict_log_probs` and the next-scale method batch a call). Temperature divides the
+    logits; guidance mixes log-probs, u + w (c - u), and renormalises; everything is floored at LOG_FLOOR.
+    Raises a DiceError if the logits or the resulting log-probs hold NaN or inf.
+    """
+    out, c0 = [], 0
+    u0 = sum(n for n, _, _ in groups)
+    for n, cfg, temp in groups:  # group by group: a grid's tensors stay small enough for the CPU's caches
+        w = guidance_weight(cfg)
         logp = torch.log_softmax(logits[c0:c0 + n].float() / temp, dim=-1)
         if w is not None:
             u = torch.log_softmax(logits[u0:u0 + n].float() / temp, dim=-1)
@@ -91,7 +103,7 @@ def predict_log_probs(model: Any, groups: list[Group], cfg_scale: float | None =
     return out
 
 
-def _check_finite(model: Any, logits: torch.Tensor, logps: list[torch.Tensor], groups: list[Group]) -> None:
+def _check_finite(model: Any, logits: torch.Tensor, logps: list[torch.Tensor], groups: list[tuple]) -> None:
     """Return None if the logits and every group's log-probs are finite, else raise a DiceError naming them.
 
     A sum is finite only if every entry is (NaN and inf propagate): one reduction per tensor and one
@@ -102,7 +114,7 @@ def _check_finite(model: Any, logits: torch.Tensor, logps: list[torch.Tensor], g
         return
     if not bool(torch.isfinite(logits).all()):
         raise DiceError(f"{type(model).__name__}.logits returned NaN or inf values")
-    for logp, (_, _, _, cfg_scale, temperature) in zip(logps, groups):
+    for logp, (_, cfg_scale, temperature) in zip(logps, groups):
         if not bool(torch.isfinite(logp).all()):
             raise DiceError(f"the log-probs became non-finite (NaN or inf) with cfg_scale={cfg_scale}, "
                             f"temperature={temperature}: logits / temperature or the guidance mix overflows float32; "

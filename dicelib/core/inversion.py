@@ -24,7 +24,8 @@ from .transitions import MultinomialSchedule
 FORMAT = "dicelib.Inversion"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-METHODS = ("masked", "multinomial")
+METHODS = ("masked", "multinomial", "next_scale")
+CFG_SCHEDULES = ("constant", "linear")  # next_scale: guidance weight per scale (see next_scale.scale_guidance)
 FLOATS = (torch.float64, torch.float32)
 
 
@@ -37,6 +38,10 @@ class Inversion:
     when steps = T; fewer steps skip timesteps) and `trajectory` holds x_{s_1}..x_{s_n} [n, B, D].
     `latents` [n, B, D, K'] (K' = K, or K + 1 states for multinomial) is None when store == "none";
     editing then recomputes them from the trajectory, `cond` and `lai_seed`.
+    Next-scale method: `x0` [B, D] is the S token maps flattened row-major and concatenated coarse to
+    fine (D = sum h_k w_k; `x0_maps` splits it back), `scales` [S, 2] their (h, w), `latents` [B, D, K]
+    the latent z_k of every scale in the same layout, `steps` = S, `tau` = 1 and `levels` = [1/S, ..., 1]
+    (scale k at index S - 1 - k: the coarsest scale is the first edited, like the noisiest step).
     """
 
     method: str  # "masked" | "multinomial"
@@ -60,6 +65,8 @@ class Inversion:
     alpha_bar: torch.Tensor | None = None  # multinomial schedule [T+1]
     gamma_bar: torch.Tensor | None = None
     lai_seed: int | None = None
+    scales: torch.Tensor | None = None  # next_scale: [S, 2] long, (h, w) per scale, coarse to fine
+    cfg_schedule: str | None = None  # next_scale: "constant" | "linear" guidance weight over the scales
     # pseudo_inverse="model" only. mismatch_rate: share of positions where argmax D(x0, 0, c) != x0 (the
     # target's own errors). reconstruction_error_rate: share of positions reconstruct() gets wrong, in every
     # store mode; it differs because a wrong token changes the states, so the predictions, of later steps.
@@ -74,6 +81,16 @@ class Inversion:
     @property
     def num_positions(self) -> int:
         return self.x0.shape[1]
+
+    @property
+    def num_scales(self) -> int:
+        """Return S, the number of token maps of a next_scale inversion."""
+        return self.scales.shape[0]
+
+    @property
+    def x0_maps(self) -> list[torch.Tensor]:
+        """Return a next_scale inversion's source as its S token maps, each [B, h_k * w_k] (views of x0)."""
+        return list(self.x0.split(scale_sizes(self.scales), dim=1))
 
     @property
     def num_edit_steps(self) -> int:
@@ -164,14 +181,26 @@ class Inversion:
         check_range("levels", self.levels, 0, 1, "noise levels in (0, 1]")
         if not bool((torch.diff(self.levels, prepend=self.levels.new_zeros(1)) > 0).all()):
             raise DiceError(f"levels must increase strictly from above 0 (s_1 < ... < s_n), got {self.levels.tolist()}")
-        if n > steps or (self.method == "masked" and n != steps):
-            raise DiceError(f"levels has {n} steps but steps is {steps} (masked: equal; multinomial: at most T)")
+        if n > steps or (self.method != "multinomial" and n != steps):
+            raise DiceError(f"levels has {n} steps but steps is {steps} (masked, next_scale: equal; multinomial: at most T)")
         if self.store != "none":
             states = k + (self.method == "multinomial")
             dtype = torch.bfloat16 if self.store == "bfloat16" else torch.float32
-            check_tensor("latents", self.latents, (n, b, d, states), f"[n, B, D, K'] = {[n, b, d, states]}", dtype)
+            if self.method == "next_scale":
+                check_tensor("latents", self.latents, (b, d, k), f"[B, D, K] = {[b, d, k]}", dtype)
+            else:
+                check_tensor("latents", self.latents, (n, b, d, states), f"[n, B, D, K'] = {[n, b, d, states]}", dtype)
             check_range("latents", self.latents, -math.inf, math.inf, "finite values")
-        if self.method == "masked":
+        if self.method == "next_scale":
+            scales = check_tensor("scales", self.scales, (steps, 2), f"[S, 2] = {[steps, 2]} (h, w per scale)", torch.long)
+            check_range("scales", scales, 1, math.inf, "map sizes h, w >= 1")
+            if sum(scale_sizes(scales)) != d:
+                raise DiceError(f"scales {scales.tolist()} hold {sum(scale_sizes(scales))} tokens but x0 has D={d}")
+            check_choice("cfg_schedule", self.cfg_schedule, CFG_SCHEDULES)
+            if self.tau != 1.0 or not torch.equal(self.levels, next_scale_levels(steps).to(self.levels)):
+                raise DiceError(f"a next_scale inversion has tau = 1 and levels [1/S, ..., 1], got tau {self.tau}, "
+                                f"levels {self.levels.tolist()}")
+        elif self.method == "masked":
             check_choice("mask schedule", self.mask_schedule, tuple(MASK_SCHEDULES))
             check_choice("noise kind", self.noise_kind, NOISE_KINDS)
             check_range("u", check_tensor("u", self.u, (b, d), f"[B, D] = {[b, d]}", *FLOATS), 0, 1, "uniform draws in [0, 1)")
@@ -191,11 +220,21 @@ class Inversion:
             grid_timesteps(self.levels, steps)  # levels on the timestep grid t / T
 
 
+def scale_sizes(scales: torch.Tensor | list) -> list[int]:
+    """Return the number of tokens h * w of each scale, coarse to fine."""
+    return [int(h) * int(w) for h, w in (scales.tolist() if isinstance(scales, torch.Tensor) else scales)]
+
+
+def next_scale_levels(num_scales: int) -> torch.Tensor:
+    """Return a next_scale inversion's `levels`: [1/S, 2/S, ..., 1] float64 (one per scale, finest first)."""
+    return torch.arange(1, num_scales + 1, dtype=torch.float64) / num_scales
+
+
 def moved(inv: Inversion, device: torch.device) -> Inversion:
     """Return a shallow copy of `inv` with its tensors (not cond's) on `device`."""
     from dataclasses import replace
 
     changes = {f.name: getattr(inv, f.name).to(device) for f in fields(inv)
-               if isinstance(getattr(inv, f.name), torch.Tensor) and f.name not in ("alpha_bar", "gamma_bar", "levels")}
+               if isinstance(getattr(inv, f.name), torch.Tensor) and f.name not in ("alpha_bar", "gamma_bar", "levels", "scales")}
     changes["cond"] = conditions.to_device(inv.cond, device)
     return replace(inv, **changes)

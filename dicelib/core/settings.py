@@ -19,7 +19,7 @@ MASKED_STEPS = 32  # steps of the masked method when `steps` is None (paper: 32)
 class InvertSettings:
     """How `dicelib.invert` builds an inversion."""
 
-    method: str = "masked"  # "masked" (Alg. 1) or "multinomial" (Alg. 2)
+    method: str = "masked"  # "masked" (Alg. 1), "multinomial" (Alg. 2) or "next_scale" (VARIN Alg. 2)
     steps: int | None = None  # None: MASKED_STEPS (masked), the transition schedule's T (multinomial)
     tau: float = 1.0  # start level in (0, 1]: how much of the trajectory editing regenerates
     pseudo_inverse: str = "onehot"  # "onehot", "model" or "lai"
@@ -29,13 +29,18 @@ class InvertSettings:
     noise: str = "uniform"  # masked method's noise map: "uniform" renoising or "mask" ([MASK] absorbing)
     mask_schedule: str = "linear"  # masked method's noise levels: linear, cosine, root, arccos, cubic
     margin: float = 1.0  # LAI margin (pseudo_inverse="lai")
+    cfg_schedule: str = "constant"  # next_scale: guidance weight per scale, "constant" or "linear" (VAR/HART ramp)
 
     def invert_kwargs(self) -> dict[str, Any]:
-        """Return dicelib.invert's keyword arguments (the masked-only options only for the masked method)."""
+        """Return dicelib.invert's keyword arguments (each method's own options only for that method)."""
         names = [f.name for f in fields(InvertSettings)]
         kwargs = {name: getattr(self, name) for name in names}
         if self.method != "masked":
             del kwargs["noise"], kwargs["mask_schedule"]
+        if self.method == "next_scale":
+            del kwargs["steps"], kwargs["tau"]  # it walks the model's scales: no steps, no start level
+        else:
+            del kwargs["cfg_schedule"]
         return kwargs
 
     def inversion(self) -> InvertSettings:
@@ -52,10 +57,17 @@ class EditSettings(InvertSettings):
     injection: str = "add"  # "add", "variance_preserving" or "max"
     lambda_schedule: str = "uniform"  # "uniform", "linear", "exponential" or "mi"
     lambda1_end: float = 1.0  # lambda1 at the last step of non-uniform schedules
+    # next_scale: the first scale editing regenerates (scales below it are copied from the source). 0 edits
+    # every scale: Alg. 3 as written, the latents alone carry the source. VARIN's HART runs start at
+    # 1-based scale 8 of 14 (its Table 3 picks it for Regeneration); pass about S / 2 for that.
+    start_scale: int = 0
 
     def edit_kwargs(self) -> dict[str, Any]:
-        """Return dicelib.edit's keyword arguments (guidance and temperature: the inversion's)."""
+        """Return dicelib.edit's keyword arguments (guidance and temperature: the inversion's;
+        start_scale for the next_scale method only)."""
         edit_only = set(asdict(self)) - {f.name for f in fields(InvertSettings)}
+        if self.method != "next_scale":
+            edit_only.discard("start_scale")
         return {name: getattr(self, name) for name in sorted(edit_only)}
 
     def with_given(self, **values: Any) -> EditSettings:
