@@ -33,6 +33,13 @@ class ModelSpec:
     loader: Callable[[str, torch.device | None], Any]  # (name or folder, device) -> model
     settings: EditSettings = EDIT  # the library's defaults with this model's values (the CLI's defaults)
     description: str = ""
+    methods: tuple[str, ...] = ()  # the methods this model serves (empty: its settings' method alone)
+    # methods served by another wrapper of the same model: (method, loader, settings), e.g. shapes-oracle's next_scale
+    variants: tuple[tuple[str, Callable[[str, torch.device | None], Any], EditSettings], ...] = ()
+
+    def served(self) -> tuple[str, ...]:
+        """Return the methods `--method` accepts for this model (the default first)."""
+        return self.methods or (self.settings.method,)
 
 
 def _amused(source: str, device: torch.device | None) -> Any:
@@ -98,6 +105,12 @@ def _shapes_oracle(source: str, device: torch.device | None) -> Any:
     return ShapesImageModel(ShapesOracle(), name="shapes-oracle")  # exact: no weights, computes on the CPU
 
 
+def _shapes_oracle_next_scale(source: str, device: torch.device | None) -> Any:
+    from .image.shapes_next_scale_model import ShapesNextScaleImageModel
+
+    return ShapesNextScaleImageModel()  # the pyramid's exact next-scale posteriors (CPU)
+
+
 # Each model's method, noise and guidance come from its class; tau and lambda from the paper's Table 7
 # (lambda2 = 1 - lambda1 in every row). lai everywhere: with onehot the latents (±70 logits) dominate
 # any lambda1 > 0 and edits barely move.
@@ -145,9 +158,14 @@ for _depth in (16, 20, 24, 30):
                        f"VAR-d{_depth} next-scale ImageNet 256 px (FoundationVision/var var_d{_depth}.pth + VAE, HF cache)"))
 register(ModelSpec("random-var", "var", _random_var, replace(_VAR, start_scale=1),  # 4 scales: keep the 1x1 one
                    "tiny random-weight VAR (next-scale; tests, demos)"))
-register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)"))
+register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)",
+                   methods=("masked", "multinomial")))
+# next_scale on shapes-oracle: VARIN on the ShapesBench pyramid (start_scale 0: a background edit needs the 1x1 map)
+_SHAPES_NEXT_SCALE = EditSettings(method="next_scale", cfg_scale=None, pseudo_inverse="lai", lambda1=0.7)
 register(ModelSpec("shapes-oracle", "shapes", _shapes_oracle, replace(_SHAPES, cfg_scale=None),  # exact: guidance only hurts
-                   "the exact Bayes denoiser of ShapesBench (enumerates scenes; no checkpoint)"))
+                   "the exact Bayes denoiser of ShapesBench (enumerates scenes; no checkpoint)",
+                   methods=("masked", "multinomial", "next_scale"),
+                   variants=(("next_scale", _shapes_oracle_next_scale, _SHAPES_NEXT_SCALE),)))
 
 
 # Masked language models (`dicelib edit-text`): the masked method with [MASK] noise, the paper's RoBERTa row
@@ -171,7 +189,14 @@ def get_spec(name: str) -> ModelSpec:
     raise DiceError(f"unknown model {name!r}; expected one of {choices}")
 
 
-def load_model(name: str, device: str | torch.device | None = None) -> tuple[Any, ModelSpec]:
-    """Return (model, spec) for `name`; MissingWeightsError when its weights are not on disk."""
+def load_model(name: str, device: str | torch.device | None = None, method: str | None = None) -> tuple[Any, ModelSpec]:
+    """Return (model, spec) for `name` (served for `method` when given); MissingWeightsError when its weights are
+    not on disk; a DiceError when it does not serve `method`."""
     spec = get_spec(name)
+    if method is not None and method not in spec.served() and method == "next_scale":
+        raise DiceError(f"model {name!r} serves {', '.join(spec.served())}, not {method!r}; "
+                        f"next_scale models: {', '.join(n for n, s in REGISTRY.items() if 'next_scale' in s.served())}")
+    for served, loader, settings in spec.variants:
+        if served == method:
+            spec = replace(spec, loader=loader, settings=settings)
     return spec.loader(spec.name, None if device is None else torch.device(device)), spec
