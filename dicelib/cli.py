@@ -250,9 +250,12 @@ def edit(
 
 
 def _changed(x: Any, x0: Any) -> tuple[int, int]:
-    """Return (tokens that differ, tokens) between two token tensors, or two lists of maps (next_scale: every scale)."""
-    pairs = list(zip(x, x0)) if isinstance(x, (list, tuple)) else [(x, x0)]
-    return sum(int((a.cpu() != b.cpu()).sum()) for a, b in pairs), sum(b.numel() for _, b in pairs)
+    """Return (tokens that differ, tokens) between token tensors; next_scale maps (a list) or an inversion's x0 (its maps
+    concatenated, [B, sum of h_k w_k]) are compared as concatenated maps."""
+    import torch
+
+    flat = [torch.cat([m.cpu() for m in v], 1) if isinstance(v, (list, tuple)) else v.cpu() for v in (x, x0)]
+    return int((flat[0] != flat[1]).sum()), flat[1].numel()
 
 
 @app.command("edit-text")

@@ -223,3 +223,27 @@ def test_registry_names_load_the_adapter(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(MissingWeightsError, match="huggingface-cli download FoundationVision/var var_d24.pth"):
         load_model("var-d24", "cpu")
+
+
+def test_cli_inverts_and_edits_random_var_token_exact(tmp_path, images):
+    """`dicelib invert/edit --model random-var`: the reconstruction is exact, a class edit writes an image, a bad
+    class name is one error line listing close matches."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dicelib.cli import app
+
+    src = tmp_path / "in.png"
+    Image.fromarray((images[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(src)
+    run = CliRunner().invoke
+    res = run(app, ["invert", "--model", "random-var", "--image", str(src), "--source", "tabby cat",
+                    "--save-inversion", str(tmp_path / "inv.pt"), "--out", str(tmp_path / "rec.png")])
+    assert res.exit_code == 0, res.output
+    assert "reconstruction: 0 of 30 tokens differ from the input" in res.output
+    res = run(app, ["edit", "--model", "random-var", "--inversion", str(tmp_path / "inv.pt"), "--target", "tiger",
+                    "--out", str(tmp_path / "out.png")])
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "out.png").size == (8, 8)
+    res = run(app, ["edit", "--model", "random-var", "--image", str(src), "--source", "tabby kat", "--target", "tiger",
+                    "--out", str(tmp_path / "bad.png")])
+    assert res.exit_code == 2 and "'tabby kat' is not an ImageNet class name; close matches: 'tabby cat'" in res.output
