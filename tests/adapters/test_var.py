@@ -247,3 +247,23 @@ def test_cli_inverts_and_edits_random_var_token_exact(tmp_path, images):
     res = run(app, ["edit", "--model", "random-var", "--image", str(src), "--source", "tabby kat", "--target", "tiger",
                     "--out", str(tmp_path / "bad.png")])
     assert res.exit_code == 2 and "'tabby kat' is not an ImageNet class name; close matches: 'tabby cat'" in res.output
+
+
+def test_inversion_and_editing_run_each_scale_once_with_the_cache(model, maps, monkeypatch):
+    """Under guidance (class and null rows in one call) each call runs only its own scale, once the rows are fixed: the
+    linear ramp leaves scale 0 unguided (class rows alone), so scale 1 recomputes scale 0's one token for the null rows."""
+    runs = []
+    real = model.net.run
+
+    def spy(labels, x, first, stop, past=None):
+        runs.append((first, stop))
+        return real(labels, x, first, stop, past)
+
+    monkeypatch.setattr(model.net, "run", spy)
+    model.clear_cache()
+    cond = model.encode_prompt(["tabby cat", "tiger"])
+    inv = dicelib.invert(model, maps, cond, method="next_scale", pseudo_inverse="lai", cfg_scale=1.5,
+                         cfg_schedule="linear", generator=torch.Generator().manual_seed(0))
+    dicelib.edit(model, inv, model.encode_prompt(["goldfish", "tench"]), lambda1=0.5,
+                 generator=torch.Generator().manual_seed(1))
+    assert runs == [(0, 1), (0, 2), (2, 3), (3, 4)] * 2  # invert, then edit
