@@ -251,8 +251,10 @@ def edit(
 
 def _changed(x: Any, x0: Any) -> tuple[int, int]:
     """Return (tokens that differ, tokens) between two token tensors, or two lists of maps (next_scale: every scale)."""
-    pairs = list(zip(x, x0)) if isinstance(x, (list, tuple)) else [(x, x0)]
-    return sum(int((a.cpu() != b.cpu()).sum()) for a, b in pairs), sum(b.numel() for _, b in pairs)
+    import torch
+
+    x, x0 = [torch.cat([m.cpu() for m in v], 1) if isinstance(v, (list, tuple)) else v.cpu() for v in (x, x0)]
+    return int((x != x0).sum()), x0.numel()
 
 
 @app.command("edit-text")
