@@ -250,12 +250,11 @@ def edit(
 
 
 def _changed(x: Any, x0: Any) -> tuple[int, int]:
-    """Return (tokens that differ, tokens) between token tensors; next_scale maps (a list) or an inversion's x0 (its maps
-    concatenated, [B, sum of h_k w_k]) are compared as concatenated maps."""
+    """Return (tokens that differ, tokens) between two token tensors, or two lists of maps (next_scale: every scale)."""
     import torch
 
-    flat = [torch.cat([m.cpu() for m in v], 1) if isinstance(v, (list, tuple)) else v.cpu() for v in (x, x0)]
-    return int((flat[0] != flat[1]).sum()), flat[1].numel()
+    x, x0 = [torch.cat([m.cpu() for m in v], 1) if isinstance(v, (list, tuple)) else v.cpu() for v in (x, x0)]
+    return int((x != x0).sum()), x0.numel()
 
 
 @app.command("edit-text")
