@@ -267,3 +267,25 @@ def test_inversion_and_editing_run_each_scale_once_with_the_cache(model, maps, m
     dicelib.edit(model, inv, model.encode_prompt(["goldfish", "tench"]), lambda1=0.5,
                  generator=torch.Generator().manual_seed(1))
     assert runs == [(0, 1), (0, 2), (2, 3), (3, 4)] * 2  # invert, then edit
+
+
+def test_from_pretrained_reads_the_hugging_face_cache(model, folder, maps, tmp_path, monkeypatch):
+    """FoundationVision/var in the HF cache layout (snapshots/<rev>, refs/main), offline; here the tiny weights under
+    the d16 file name with their var_config.json."""
+    from dicelib.registry import load_model
+
+    repo = tmp_path / "hub" / "models--FoundationVision--var"
+    snap = repo / "snapshots" / ("1" * 40)
+    shutil.copytree(folder, snap)
+    (snap / "var_d2.pth").rename(snap / "var_d16.pth")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("1" * 40)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import: the env var is too late
+    loaded, _ = load_model("var-d16", "cpu")
+    assert loaded.name == "var-d16" and loaded.net.depth == 2
+    labels = torch.tensor([281, 1000])
+    assert torch.equal(loaded.scale_logits(maps[:3], labels), model.scale_logits(maps[:3], labels))
+    with pytest.raises(MissingWeightsError, match="missing: var_d20.pth in FoundationVision/var"):
+        load_model("var-d20", "cpu")
