@@ -33,7 +33,8 @@ CFG = typer.Option(None, "--cfg", help="guidance scale (default: the model's; wi
 PSEUDO = typer.Option(None, "--pseudo-inverse",
                       help="onehot | model | lai (default: the model's, lai; exact reconstruction: onehot, lai)")
 STORE = typer.Option(None, "--store", help="float32 | bfloat16 | none (none recomputes, constant memory)")
-METHOD = typer.Option(None, "--method", help="masked | multinomial (default: the model's; shapes serves both)")
+METHOD = typer.Option(None, "--method", help="masked | multinomial | next_scale (default: the model's; "
+                                             "`dicelib models` lists what each serves)")
 NOISE = typer.Option(None, "--noise", help="masked method: mask | uniform (default: the model's)")
 
 
@@ -213,7 +214,7 @@ def invert(
     with _readable_errors():
         _check_inputs(steps, tau, cfg, pseudo_inverse, store, device=device, image=image, out=out,
                       save_inversion=save_inversion)
-        model, spec = load_model(model_name, device)
+        model, spec = load_model(model_name, device, method)
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
                              method=method, noise=noise)
         _check_noise(settings, noise)
@@ -221,10 +222,13 @@ def invert(
         inv.save(save_inversion)
         typer.echo(f"wrote {save_inversion} ({inv.num_edit_steps} steps, {inv.nbytes() / 2**20:.1f} MiB)")
         if out is not None:
-            x = dicelib.reconstruct(model, inv, progress=True)
-            changed = int((x != inv.x0).sum())
+            if inv.method == "next_scale":  # VARIN: the source prompt, lambda1 = 1, lambda2 = 0 gives the maps back
+                x = dicelib.edit(model, inv, model.encode_prompt([source]), lambda1=1.0, lambda2=0.0, progress=True)
+            else:
+                x = dicelib.reconstruct(model, inv, progress=True)
+            changed, total = _changed(x, inv.x0)
             of = "the input" if _fits_quietly(model, image) else f"the input as resized to {model.image_size}x{model.image_size}"
-            typer.echo(f"reconstruction: {changed} of {inv.x0.numel()} tokens differ from {of}")
+            typer.echo(f"reconstruction: {changed} of {total} tokens differ from {of}")
             _save_output(model, x, out)
 
 
@@ -237,6 +241,8 @@ def edit(
     inversion: Optional[Path] = typer.Option(None, "--inversion", help="reuse a saved inversion instead of inverting"),
     save_inversion: Optional[Path] = typer.Option(None, "--save-inversion", help="also save the inversion here"),
     lambda1: Optional[float] = typer.Option(None, "--lambda1", help="weight of the latents (source content)"),
+    start_scale: Optional[int] = typer.Option(None, "--start-scale",
+                                              help="next_scale: first regenerated scale (coarser maps kept; default 0)"),
     lambda2: Optional[float] = typer.Option(None, "--lambda2", help="weight of fresh Gumbel noise"),
     injection: Optional[str] = typer.Option(None, "--injection", help="add | variance_preserving | max"),
     model_name: str = MODEL, steps: Optional[int] = STEPS, tau: Optional[float] = TAU, cfg: Optional[float] = CFG,
@@ -261,9 +267,10 @@ def edit(
             _fail(f"{', '.join(given)} set how an image is inverted; --inversion {inversion} was already inverted "
                   "with its own settings: drop them, or invert again (`dicelib invert ...` or --image/--source)")
         inv = dicelib.Inversion.load(inversion) if inversion is not None else None  # a bad file fails before loading
-        model, spec = load_model(model_name, device)
+        model, spec = load_model(model_name, device, method or (inv.method if inv is not None else None))
         settings = _settings(spec, steps=steps, tau=tau, cfg_scale=cfg, pseudo_inverse=pseudo_inverse, store=store,
-                             method=method, noise=noise, lambda1=lambda1, lambda2=lambda2, injection=injection)
+                             method=method, noise=noise, lambda1=lambda1, lambda2=lambda2, injection=injection,
+                             start_scale=start_scale)
         _check_noise(settings, noise)
         if inv is None:
             inv = _invert(model, image, source, settings, seed)
@@ -273,9 +280,17 @@ def edit(
         # --cfg as given (1: guidance off); absent: None, so edit keeps the inversion's guidance
         x = dicelib.edit(model, inv, model.encode_prompt([target]), cfg_scale=cfg,
                          generator=_generator(seed + 1, model), progress=True, **settings.edit_kwargs())
-        changed = int((x.cpu() != inv.x0.cpu()).sum())
-        typer.echo(f"edit: {changed} of {inv.x0.numel()} tokens changed ({100 * changed / inv.x0.numel():.2f}%)")
+        changed, total = _changed(x, inv.x0)
+        typer.echo(f"edit: {changed} of {total} tokens changed ({100 * changed / total:.2f}%)")
         _save_output(model, x, out)
+
+
+def _changed(x: Any, x0: Any) -> tuple[int, int]:
+    """Return (tokens that differ, tokens) between two token tensors, or two lists of maps (next_scale: every scale)."""
+    import torch
+
+    x, x0 = [torch.cat([m.cpu() for m in v], 1) if isinstance(v, (list, tuple)) else v.cpu() for v in (x, x0)]
+    return int((x != x0).sum()), x0.numel()
 
 
 @app.command("edit-text")
@@ -407,13 +422,17 @@ def models() -> None:
             status = "no weights"
         elif spec.family == "shapes":
             status = "trained" if CHECKPOINT.is_file() else "not trained yet"
+        elif spec.family == "var" and name != "random-var":
+            from .adapters.var import registry_depth, weights_status
+
+            status = weights_status(registry_depth(name))
         elif "/" in name:
             try:
                 resolve_snapshot(name)
                 status = "in HF cache"
             except DiceError:
                 status = "weights missing"
-        typer.echo(f"{name:32s} {spec.family:13s} {status:16s} {spec.description}")
+        typer.echo(f"{name:32s} {spec.family:13s} {status:16s} {','.join(spec.served()):30s} {spec.description}")
 
 
 if __name__ == "__main__":

@@ -186,3 +186,41 @@ def random_paella(size: str = "tiny", seed: int = 0, device: Any = None, **kw: A
     from .paella import Paella
 
     return Paella.from_components(**paella_components(size, seed, **kw), device=device, name=f"random-paella-{size}")
+
+
+def var_components(size: str = "tiny", seed: int = 0, device: Any = None) -> dict[str, Any]:
+    """Return keyword arguments for VAR(vae, net) with random weights of the given size.
+
+    "tiny": a 2-block transformer over 4 scales (1..4, 30 tokens, K = 16) and an 8 px VAE; "small": 4
+    blocks, 7 scales (1..8, 155 tokens, K = 1024), a 32 px VAE; "real": VAR-d16 and the published
+    tokenizer (10 scales, 680 tokens, K = 4096, 256 px). All keep the 1000 ImageNet classes, so class
+    names work. Built on `device` (the real size initialises faster on a GPU).
+    """
+    from .var_net import VARNet
+    from .var_vae import VQVAE
+
+    check_choice("size", size, SIZES)
+    torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        if size == "real":
+            from .var import VAE_KWARGS, published_kwargs
+
+            net, vae = VARNet(**published_kwargs(16)), VQVAE(**VAE_KWARGS)
+        else:
+            tiny = size == "tiny"
+            pns = (1, 2, 3, 4) if tiny else (1, 2, 3, 4, 5, 6, 8)
+            k, cvae = (16, 4) if tiny else (1024, 16)
+            net = VARNet(vocab_size=k, Cvae=cvae, depth=2 if tiny else 4, embed_dim=16 if tiny else 256,
+                         num_heads=2 if tiny else 4, patch_nums=pns)
+            vae = VQVAE(vocab_size=k, z_channels=cvae, ch=32, ch_mult=(1, 2) if tiny else (1, 1, 2),
+                        num_res_blocks=1, v_patch_nums=pns)
+        with torch.no_grad():  # codes at a tenth of the random encoder's feature spread, so random images use many
+            vae.quantize.embedding.weight.normal_(0, 0.02)
+    return dict(vae=vae, net=net)
+
+
+def random_var(size: str = "tiny", seed: int = 0, device: Any = None, **kw: Any) -> Any:
+    """Return a VAR adapter with random weights (see var_components)."""
+    from .var import VAR
+
+    return VAR(**var_components(size, seed, device), device=device, name=f"random-var-{size}", **kw)
