@@ -84,6 +84,8 @@ BAD = [  # stage, key, bad value, what the message says is allowed
     ("text-editing", "temperature", 0, "a number > 0"),
     ("text-editing", "threads", 0, "an int >= 1"),
     ("text-editing", "pseudo_inverses", ["model"], "one of 'onehot', 'lai'"),
+    ("next-scale", "pseudo_inverses", ["exact"], "each one of 'onehot', 'model', 'lai'"),
+    ("next-scale", "eval_per_type", 0, "an int >= 1"),
 ]
 
 
