@@ -208,6 +208,7 @@ def edit_grid(model: Any, inv: Inversion, settings: Sequence[EditSettings | dict
     rows too, and rows that repeat others (every setting's first step under one condition, a
     reconstruction's rows and the inversion's) are computed once. max_batch: at most that many rows per
     model call, unconditional twins included; a bigger step is split over several calls.
+    A next_scale inversion goes to `next_scale.edit_grid`: the same, scale by scale, each result a list of maps.
     """
     if not isinstance(inv, Inversion):
         raise DiceError(f"inv must be a dicelib.Inversion (from dicelib.invert or Inversion.load), got {type(inv).__name__}")

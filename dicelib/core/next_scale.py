@@ -260,6 +260,7 @@ def _prefix(maps: list[torch.Tensor], k: int) -> list[torch.Tensor]:
 
 
 def _same_prefix(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    """Return True when the two prefixes hold the same maps (the same tensors, or equal ones)."""
     return all(x is y or torch.equal(x, y) for x, y in zip(a, b))
 
 
@@ -304,7 +305,8 @@ def sample_scales(model: Any, source: list[torch.Tensor], runs: list[_Run], size
             l1, l2 = r.lambda1s[step], r.lambda2s[step]
             g = gumbel(tuple(yhat.shape), r.generator, device=yhat.device) if l2 != 0 else torch.zeros_like(yhat)
             xs[j].append(inject(yhat, torch.zeros_like(yhat) if z is None else z, g, l1, l2, r.injection).argmax(-1))
-    return xs
+    # copied maps were the source's own tensors (cheap prefix comparisons); the caller gets copies
+    return [[m.clone() if m is source[s] else m for s, m in enumerate(maps)] for maps in xs]
 
 
 def edit_grid(model: Any, inv: Inversion, settings: Sequence[EditSettings | dict[str, Any]], conds: Sequence[Any] | None = None,

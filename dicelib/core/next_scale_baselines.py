@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import conditions
 from ..errors import DiceError, check_choice
 from .api import _generator, edit, invert
 from .checks import check_number
@@ -21,7 +22,6 @@ from .next_scale import _Run, check_cond, check_maps, sample_scales
 from .protocol import check_next_scale_model, model_device
 from .schedules import LambdaSchedule
 from .settings import EDIT, INVERT
-from . import conditions
 
 
 def regenerate_next_scale(model: Any, x0_maps: Sequence[torch.Tensor], cond: Any, start_scale: int,
@@ -46,7 +46,7 @@ def regenerate_next_scale(model: Any, x0_maps: Sequence[torch.Tensor], cond: Any
 
 
 def target_only_edit(model: Any, x0_maps: Sequence[torch.Tensor], cond: Any, lambda1: float = EDIT.lambda1,
-                     lambda2: float | None = EDIT.lambda2, start_scale: int | None = None,
+                     lambda2: float | None = EDIT.lambda2, start_scale: int = EDIT.start_scale,
                      injection: str = EDIT.injection, lambda_schedule: str | LambdaSchedule = EDIT.lambda_schedule,
                      lambda1_end: float = EDIT.lambda1_end, generator: torch.Generator | None = None,
                      progress: bool = False, **invert_kwargs: Any) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from ..errors import DiceError
+from ..errors import DiceError, is_int
 
 
 @runtime_checkable
@@ -65,12 +65,11 @@ def check_next_scale_model(model: Any) -> tuple[int, list[tuple[int, int]]]:
                         f"{', '.join(missing)} (needs num_classes, scales [(h, w), ...], scale_logits(prefix, cond) "
                         f"and null_cond for guidance){what}")
     k = model.num_classes
-    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+    if not is_int(k) or k < 2:
         raise DiceError(f"model.num_classes must be an int >= 2, got {k!r}")
     scales = model.scales
     ok = isinstance(scales, (list, tuple)) and len(scales) >= 1 and all(
-        isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                                                             for v in s) for s in scales)
+        isinstance(s, (list, tuple)) and len(s) == 2 and all(is_int(v) and v >= 1 for v in s) for s in scales)
     if not ok:
         raise DiceError(f"model.scales must be a non-empty list of (h, w) pairs of ints >= 1, coarse to fine, got {scales!r:.120}")
     return k, [(int(h), int(w)) for h, w in scales]

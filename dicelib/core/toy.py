@@ -115,5 +115,5 @@ class RandomNextScaleDenoiser(nn.Module):
         if k:
             seq = torch.cat(prefix, dim=1)
             pooled = (self.tokens[seq] + self.positions[:self.offsets[k]]).mean(dim=1, keepdim=True)
-            h = h + torch.tanh(pooled @ self.mix) + self.local[prefix[-1][:, self.parents[k]]]
+            h = h + torch.tanh(pooled @ self.mix) + self.local[prefix[-1][:, self.parents[k].to(prefix[-1].device)]]
         return self.scale * torch.tanh(h) @ self.out

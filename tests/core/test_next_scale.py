@@ -210,7 +210,7 @@ def test_regeneration_keeps_the_first_maps_and_matches_a_hand_written_sampler(st
     cond = torch.tensor([1, 2, 3])
     out = dicelib.regenerate_next_scale(model, maps, cond, start, cfg_scale=cfg, temperature=temperature,
                                         generator=torch.Generator().manual_seed(4))
-    assert all(out[s] is maps[s] or torch.equal(out[s], maps[s]) for s in range(start))
+    assert all(out[s] is not maps[s] and torch.equal(out[s], maps[s]) for s in range(start))  # copies of the source
     ref = reference_regeneration(model, maps, cond, start, cfg, temperature, torch.Generator().manual_seed(4))
     assert same_maps(out, ref)
     assert not same_maps(out, maps)
@@ -333,6 +333,9 @@ def test_start_scale_and_schedules_out_of_range_are_named(toy):
         dicelib.edit_grid(model, inv, [dict(steps=3)], conds=[cond])
     with pytest.raises(DiceError, match=r"needs cond with one row per batch row \(2\)"):
         dicelib.edit(model, inv)
+    guided = dicelib.invert(model, maps, cond, method="next_scale", cfg_scale=2.0)
+    with pytest.raises(DiceError, match=r"max_batch must be None or an int >= 2 .*unconditional twin.*got 1"):
+        dicelib.edit_grid(model, guided, [{}], conds=[cond], max_batch=1)
 
 
 def test_the_wrong_kind_of_model_or_inversion_is_named(toy):
