@@ -208,3 +208,15 @@ def test_registry_serves_shapes_oracle_for_next_scale_with_exact_image_io():
     assert torch.equal(model.decode(maps), rgb)
     with pytest.raises(DiceError, match="serves masked, not 'next_scale'"):
         load_model("random-amused", method="next_scale")
+
+
+def test_choice_rule_prefers_exact_parse_among_settings_that_preserve_enough():
+    import pandas as pd
+
+    from dicelib.image.next_scale_editing import choose
+
+    summary = pd.DataFrame({"type": ["overall"] * 3 + ["add_object"], "lambda1": [0.5, 0.7, 0.9, 0.1],
+                            "preservation": [0.8, 0.95, 0.99, 1.0], "exact_parse": [0.9, 0.6, 0.6, 1.0],
+                            "edit_score": [0.7, 0.6, 0.7, 1.0]})
+    assert choose(summary, ["lambda1"], 0.9) == {"lambda1": 0.9}  # 0.5 preserves too little; tie broken by edit score
+    assert choose(summary, ["lambda1"], 0.999) == {"lambda1": 0.5}  # none qualifies: the best edit score

@@ -86,6 +86,8 @@ BAD = [  # stage, key, bad value, what the message says is allowed
     ("text-editing", "pseudo_inverses", ["model"], "one of 'onehot', 'lai'"),
     ("explore", "method", "ddim", "one of 'masked', 'multinomial'"),
     ("explore", "recon_index", -1, "an int >= 0"),
+    ("next-scale", "pseudo_inverses", ["exact"], "each one of 'onehot', 'model', 'lai'"),
+    ("next-scale", "eval_per_type", 0, "an int >= 1"),
 ]
 
 
