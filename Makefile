@@ -26,6 +26,11 @@ test: install-dev  ## set up and run the tests, notebooks included (teaching siz
 	DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider; \
 	status=$$?; rm -rf $$reports; exit $$status
 
+test-isa: install-dev  ## rerun the numerically sensitive tests on torch's portable CPU kernels (as on a CPU without AVX2/AVX-512)
+	reports=$$(mktemp -d -t dicelib-reports-XXXXXX) && \
+	ATEN_CPU_CAPABILITY=default DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests/core tests/adapters tests/image -p no:cacheprovider; \
+	status=$$?; rm -rf $$reports; exit $$status
+
 lab: install  ## open the notebooks in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
@@ -35,4 +40,4 @@ bench: install  ## time inversion + editing of the adapters (medians after a war
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)
 	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info reports/notebooks/failed reports/.staging
 
-.PHONY: help install install-dev repro repro-all test lab bench clean
+.PHONY: help install install-dev repro repro-all test test-isa lab bench clean
