@@ -209,10 +209,13 @@ def headline(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, s
 
 def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Return the small `text_editing.json` that `dvc metrics show` compares across runs: DICE with LAI latents at
-    the lambda1 the val split chose, on test: `preservation` (structure kept), `accuracy` (sentiment correct, MiniLM
-    judge), `edit_score` (success: both). The same names as the image track's; the rest is in the summary table."""
-    return {"preservation": summary["dice_lai_val_structure"], "accuracy": summary["dice_lai_val_sentiment_minilm"],
-            "edit_score": summary["dice_lai_val_success_minilm"]}
+    the lambda1 the val split chose, on test: `sentiment_accuracy` (edits the MiniLM judge reads as the target
+    sentiment), `structure_kept` (edits that keep the source's structure), `success` (both at once). Text keys of
+    their own: the image track's `edit_accuracy`, `preservation` and `edit_score` are pixel scores and their harmonic
+    mean, and each metric key means one thing in every metrics file. The rest is in the summary table."""
+    return {"structure_kept": summary["dice_lai_val_structure"],
+            "sentiment_accuracy": summary["dice_lai_val_sentiment_minilm"],
+            "success": summary["dice_lai_val_success_minilm"]}
 
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
