@@ -37,10 +37,13 @@ lab: install  ## open the notebooks in JupyterLab
 bench: install  ## time inversion + editing of the adapters (medians after a warm-up) -> benchmarks/results/bench_adapters_<machine>_<date>.json
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
+exp:  ## the DVC experiments in 120 columns: name, params that differ, headline metrics (docs/experiments.md)
+	$(PYTHON) -m dicelib.exp_table
+
 plots-template:  ## rebuild .dvc/plots/offline.html (the page `dvc plots show` writes: vega, vega-lite, vega-embed inline)
 	$(PYTHON) .dvc/plots/make_template.py
 
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)
 	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info reports/notebooks/failed reports/.staging
 
-.PHONY: help install install-dev repro repro-all test test-isa lab bench plots-template clean
+.PHONY: help install install-dev repro repro-all test test-isa lab bench exp plots-template clean
