@@ -31,8 +31,8 @@ test-isa: install-dev  ## rerun the numerically sensitive tests on torch's porta
 	ATEN_CPU_CAPABILITY=default DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests/core tests/adapters tests/image -p no:cacheprovider; \
 	status=$$?; rm -rf $$reports; exit $$status
 
-lab: install  ## open the notebooks in JupyterLab
-	$(PYTHON) -m jupyter lab notebooks/
+lab: install  ## open the notebooks in JupyterLab (as any user, root included: --allow-root is added for uid 0)
+	$(PYTHON) -m dicelib.lab
 
 bench: install  ## time inversion + editing of the adapters (medians after a warm-up) -> benchmarks/results/bench_adapters_<machine>_<date>.json
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
