@@ -193,7 +193,7 @@ def load(path: Path | str = CHECKPOINT, device: str | torch.device = "cpu") -> S
     path = Path(path)
     if not path.exists():
         raise DiceError(f"no shapes checkpoint at {path}; train it with `dvc repro train-shapes` "
-                        "(or `python -m dicelib.train_shapes`)")
+                        "(or `python -m dicelib.image.train_shapes`)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != "dicelib-shapes-v1":
         raise DiceError(f"{path} is not a dicelib shapes checkpoint (format dicelib-shapes-v1)")
