@@ -26,8 +26,8 @@ HEADLINE = (
     ("oracle", "parse", "reports/metrics/editing_oracle.json", "exact_parse"),
     ("learned", "edit", "reports/metrics/editing_learned.json", "edit_score"),
     ("sweep", "edit", "reports/metrics/shapes_sweep.json", "edit_score"),
-    ("text", "success", "reports/metrics/text_editing.json", "success"),
-    ("text", "mlm acc", "reports/metrics/text_model.json", "masked_accuracy"),
+    ("text", "success", "reports/metrics/text_editing.json", "edit_score"),
+    ("text", "mlm acc", "reports/metrics/text_model.json", "masked_acc"),
 )
 NAME_WIDTH, METRIC_WIDTH, MIN_PARAMS_WIDTH = 24, 8, 24
 
