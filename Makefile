@@ -26,13 +26,24 @@ test: install-dev  ## set up and run the tests, notebooks included (teaching siz
 	DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider; \
 	status=$$?; rm -rf $$reports; exit $$status
 
-lab: install  ## open the notebooks in JupyterLab
-	$(PYTHON) -m jupyter lab notebooks/
+test-isa: install-dev  ## rerun the numerically sensitive tests on torch's portable CPU kernels (as on a CPU without AVX2/AVX-512)
+	reports=$$(mktemp -d -t dicelib-reports-XXXXXX) && \
+	ATEN_CPU_CAPABILITY=default DICELIB_REPORTS=$$reports $(PYTHON) -m pytest tests/core tests/adapters tests/image -p no:cacheprovider; \
+	status=$$?; rm -rf $$reports; exit $$status
+
+lab: install  ## open the notebooks in JupyterLab (as any user, root included: --allow-root is added for uid 0)
+	$(PYTHON) -m dicelib.lab
 
 bench: install  ## time inversion + editing of the adapters (medians after a warm-up) -> benchmarks/results/bench_adapters_<machine>_<date>.json
 	$(PYTHON) benchmarks/bench_adapters.py $$($(PYTHON) -c "import torch; print('' if torch.cuda.is_available() else '--small')")
 
+exp:  ## the DVC experiments in 120 columns: name, params that differ, headline metrics (docs/experiments.md)
+	$(PYTHON) -m dicelib.exp_table
+
+plots-template:  ## rebuild .dvc/plots/offline.html (the page `dvc plots show` writes: vega, vega-lite, vega-embed inline)
+	$(PYTHON) .dvc/plots/make_template.py
+
 clean:  ## remove caches and failed runs' notebooks (keeps the committed pipeline outputs)
 	rm -rf .pytest_cache .hypothesis **/__pycache__ *.egg-info reports/notebooks/failed reports/.staging
 
-.PHONY: help install install-dev repro repro-all test lab bench clean
+.PHONY: help install install-dev repro repro-all test test-isa lab bench exp plots-template clean

@@ -1,13 +1,13 @@
 """Return the `dicelib` command line (typer app): invert an image, edit it under a new prompt, list models.
 
     dicelib edit --model amused/amused-256 --image in.png --source "a cat" --target "a dog" --out out.png
-    dicelib invert --model shapes --image in.png --source "..." --save-inversion inv.pt --out recon.png
-    dicelib edit --model shapes --inversion inv.pt --target "..." --out out.png
+    dicelib invert --image in.png --source "..." --save-inversion inv.pt --out recon.png   # model: shapes-oracle
+    dicelib edit --model shapes --inversion inv.pt --target "..." --out out.png        # the learned shapes model
     dicelib edit-text --model text --context "Negative Sentiment: After the storm." \
                       --target-context "Positive Sentiment: After the storm." --text "The garden looked ruined."
     dicelib models
     dicelib sweep shapes --lambdas 0.5,0.7,0.9 --taus 0.6,0.8 --engine ray --address auto
-    dicelib demo-image --out demo.png          # a ShapesBench image and the two commands to try on it
+    dicelib demo-image --out demo.png          # a ShapesBench image and the two commands that edit it cleanly
 
 Bad input (unknown model, missing weights, unreadable image, bad values, foreign inversion file)
 ends with a one-line `Error: ...` and exit code 2, never a traceback.
@@ -24,7 +24,9 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="DICE: invert images into discrete latents and edit them under new prompts.")
 
-MODEL = typer.Option("shapes", "--model", "-m", help="registry name (see `dicelib models`) or <family>:<path>")
+MODEL = typer.Option("shapes-oracle", "--model", "-m",
+                     help="registry name (see `dicelib models`) or <family>:<path>; default shapes-oracle, the exact "
+                          "ShapesBench denoiser (no weights); --model shapes: the learned one (models/shapes.pt)")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 SEED = typer.Option(0, "--seed", help="seed of every random draw (same seed, same output)")
 STEPS = typer.Option(None, "--steps", help="inversion steps (default: 32 masked, the schedule's T multinomial)")
@@ -371,6 +373,10 @@ def _fits_quietly(model: Any, image: Path) -> bool:
     return fit_note(image, model.image_size) is None
 
 
+DEMO_TAU = 0.6  # the demo's edits regenerate 60% of the trajectory: enough to recolour or reshape an object in place;
+# at the registry's 0.8 the oracle redraws whole objects elsewhere (tests/test_cli.py checks the printed edit)
+
+
 @app.command("demo-image")
 def demo_image(
     out: Path = typer.Option(Path("demo.png"), "--out", "-o", help="where to write the image (PNG)"),
@@ -379,7 +385,8 @@ def demo_image(
                                        "add_object | remove_object"),
     seed: int = SEED,
 ) -> None:
-    """Write a 16x16 ShapesBench image for the default `shapes` model and print the commands to try on it."""
+    """Write a 16x16 ShapesBench image and print the commands that invert and edit it with the default model,
+    shapes-oracle (add `--model shapes` to both for the learned model, models/shapes.pt)."""
     import numpy as np
 
     from .adapters.vq_codec import save_image
@@ -395,9 +402,12 @@ def demo_image(
         rgb = sb.to_rgb(sb.render(source))  # [16, 16, 3] uint8: the palette pixels are the model's tokens
         save_image(_rgb_tensor(rgb), out)
         src, tgt = sb.prompt(source), sb.prompt(target)
-        typer.echo(f"wrote {out} ({sb.SIZE}x{sb.SIZE}): {src}\ntry it with the default model, shapes (models/shapes.pt):\n"
-                   f"  dicelib invert --image {out} --source \"{src}\" --save-inversion inv.pt --out recon.png\n"
-                   f"  dicelib edit --inversion inv.pt --target \"{tgt}\" --out edited.png")
+        typer.echo(f"wrote {out} ({sb.SIZE}x{sb.SIZE}): {src}\n"
+                   f"try it with the default model, shapes-oracle (the exact ShapesBench denoiser, no weights):\n"
+                   f"  dicelib invert --image {out} --source \"{src}\" --tau {DEMO_TAU:g} --save-inversion inv.pt "
+                   f"--out recon.png\n"
+                   f"  dicelib edit --inversion inv.pt --target \"{tgt}\" --out edited.png\n"
+                   f"add --model shapes to both for the learned model (models/shapes.pt)")
 
 
 def _rgb_tensor(rgb: Any) -> Any:
@@ -407,32 +417,42 @@ def _rgb_tensor(rgb: Any) -> Any:
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
 
 
+def _weights_status(name: str, spec: Any) -> str:
+    """Return whether `name`'s weights are on this machine: present, missing, or needs none."""
+    from .errors import DiceError
+
+    if name == "shapes-oracle" or name.startswith("random-"):
+        return "needs none" + (" (random)" if name.startswith("random-") else "")
+    try:
+        if spec.family == "shapes":
+            from .image.shapes_model import CHECKPOINT
+
+            return "present" if CHECKPOINT.is_file() else "missing (train-shapes)"
+        if spec.family == "var":
+            from .adapters.var import registry_depth, weights_status
+
+            return "present" if weights_status(registry_depth(name)) == "in HF cache" else "missing"
+        if spec.family == "paella":
+            from .adapters.paella import BYT5_ID, CLIP_ID, Paella, locate
+
+            locate(Paella.repo_id, BYT5_ID, CLIP_ID)
+            return "present"
+        from .adapters.hub import resolve_snapshot
+
+        resolve_snapshot(name)
+        return "present"
+    except DiceError:  # MissingWeightsError, or a name that is no folder or Hugging Face id
+        return "missing"
+
+
 @app.command()
 def models() -> None:
     """List the model names `--model` accepts and whether their weights are on this machine."""
-    from .adapters.hub import resolve_snapshot
-    from .errors import DiceError
     from .registry import REGISTRY
 
-    from .image.shapes_model import CHECKPOINT
-
     for name, spec in sorted(REGISTRY.items()):
-        status = "random weights"
-        if name == "shapes-oracle":
-            status = "no weights"
-        elif spec.family == "shapes":
-            status = "trained" if CHECKPOINT.is_file() else "not trained yet"
-        elif spec.family == "var" and name != "random-var":
-            from .adapters.var import registry_depth, weights_status
-
-            status = weights_status(registry_depth(name))
-        elif "/" in name:
-            try:
-                resolve_snapshot(name)
-                status = "in HF cache"
-            except DiceError:
-                status = "weights missing"
-        typer.echo(f"{name:32s} {spec.family:13s} {status:16s} {','.join(spec.served()):30s} {spec.description}")
+        typer.echo(f"{name:32s} {spec.family:13s} {_weights_status(name, spec):24s} {','.join(spec.served()):30s} "
+                   f"{spec.description}")
 
 
 if __name__ == "__main__":

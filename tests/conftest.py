@@ -18,6 +18,11 @@ def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
+def pytest_report_header(config):
+    """Name the CPU kernels torch runs (ATEN_CPU_CAPABILITY picks them: `make test-isa` runs the portable ones)."""
+    return f"torch CPU kernels: {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)"
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,54 @@ def test_demo_image_gives_an_input_the_shapes_model_reconstructs_exactly(tmp_pat
     assert "Warning" not in res.output and "reconstruction: 0 of 256 tokens differ from the input\n" in res.output
     assert np.array_equal(pixels(tmp_path / "recon.png"), rgb)
     one_line_error(run("demo-image", "--out", tmp_path / "x.png", "--edit-type", "recolour"), "recolour", "change_shape")
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_printed_demo_edit_is_clean(tmp_path, monkeypatch, seed):
+    """The demo's commands, run as printed on the default model: the edited object takes the target's colour in
+    place (the image parses as the target prompt, every object where the target scene has it) and every pixel
+    outside the edit mask (where source and target scenes differ) keeps its source colour."""
+    import shlex
+
+    from dicelib.image import shapesbench as sb
+
+    monkeypatch.chdir(tmp_path)  # the printed commands write inv.pt, recon.png, edited.png here
+    res = run("demo-image", "--seed", seed)
+    assert res.exit_code == 0, res.output
+    assert "default model, shapes-oracle" in res.output and "--model shapes" in res.output
+    commands = [shlex.split(line)[1:] for line in res.output.splitlines() if line.startswith("  dicelib ")]
+    assert [c[0] for c in commands] == ["invert", "edit"] and "--model" not in commands[0] + commands[1]
+    for command in commands:
+        out = run(*command)
+        assert out.exit_code == 0, out.output
+    source, target = sb.random_case(np.random.default_rng(seed), "change_colour")
+    assert sb.prompt(source) in res.output and sb.prompt(target) in res.output
+    tokens = ((pixels("edited.png").reshape(-1, 1, 3).astype(int) - sb.PALETTE[None]) ** 2).sum(-1).argmin(-1)
+    tokens, before, after = tokens.reshape(16, 16), sb.render(source), sb.render(target)
+    assert np.array_equal(pixels("recon.png"), sb.to_rgb(before))  # the inversion reconstructs the input exactly
+    outside = before == after
+    assert outside.sum() > 200 and np.array_equal(tokens[outside], before[outside])  # nothing else moves
+    assert sb.matches_prompt(tokens, sb.prompt(target), sizes=True)  # changed as asked
+    seen = sb.parse(tokens)["objects"]
+    assert sorted((o.colour, o.row, o.col) for o in seen) == sorted((o.colour, o.row, o.col) for o in target.objects)
+
+
+def test_models_reports_weights_truthfully(monkeypatch, tmp_path):
+    from dicelib.image import shapes_model
+
+    monkeypatch.setattr(shapes_model, "CHECKPOINT", tmp_path / "absent.pt")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))  # nothing cached
+    res = run("models")
+    assert res.exit_code == 0, res.output
+    status = {row[0]: row[2] for row in (re.split(r"\s{2,}", line) for line in res.output.splitlines())}
+    assert status["shapes-oracle"] == "needs none" and status["random-paella"] == "needs none (random)"
+    assert status["shapes"] == "missing (train-shapes)"
+    assert status["paella"] == status["amused/amused-256"] == status["microsoft/vq-diffusion-ithq"] == "missing"
+    assert "random weights" not in res.output
+    monkeypatch.setattr(shapes_model, "CHECKPOINT", Path(dicelib.__file__))  # any file on disk
+    assert re.search(r"^shapes +shapes +present ", run("models").output, re.M)
 
 
 def test_an_image_of_another_size_is_cropped_and_resized_with_a_warning_never_squashed(tmp_path, shapes_case,

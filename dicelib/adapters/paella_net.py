@@ -1,7 +1,7 @@
 """Return logits of Paella v3's denoiser: `PaellaNet`, a module whose state_dict loads `paella_v3.pt` as is.
 
 Written from the architecture (Rampas et al., dome272/Paella, MIT) and checked key for key and shape
-for shape against the checkpoint's layout (`../shared/data/paella/paella_v3_state_dict.json`, 844
+for shape against the checkpoint's layout (`tests/fixtures/paella/paella_v3_state_dict.json`, 844
 tensors). Token ids [B, H, W] are embedded, unshuffled into 2x2 patches and run through a U-shaped
 stack of levels; each level repeats a pattern of blocks ("C": ConvNeXt block with global response
 norm, "T": FiLM by the noise level r, "A": attention over [image tokens, conditioning tokens]);

@@ -1,6 +1,6 @@
 """Return ShapesBench's edit-case table and token grids; write and read them under data/shapesbench/.
 
-Layout written by the `data` stage (`python -m dicelib.shapesbench_data`), all small and committed:
+Layout written by the `data` stage (`python -m dicelib.image.benchmark_build`), all small and committed:
 
 - `cases.csv`: one row per edit case: `id`, `type` (one of six edit types), `split`
   (`train` / `val` / `test`, fixed per type by position), `source_prompt`, `target_prompt`,
@@ -98,7 +98,7 @@ def load(path: Path = BENCH_DIR, split: str | None = None) -> tuple[pd.DataFrame
     """Return (cases, grids) read from `path`, optionally only one split (rows re-indexed from 0)."""
     path = Path(path)
     if not (path / "cases.csv").exists() or not (path / "grids.npz").exists():
-        raise DiceError(f"no ShapesBench at {path}; run `dvc repro data` (or `python -m dicelib.shapesbench_data`)")
+        raise DiceError(f"no ShapesBench at {path}; run `dvc repro data` (or `python -m dicelib.image.benchmark_build`)")
     cases = pd.read_csv(path / "cases.csv")
     with np.load(path / "grids.npz") as z:
         grids = {k: z[k] for k in ("source", "target", "mask")}

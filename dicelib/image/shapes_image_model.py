@@ -91,5 +91,5 @@ def load_shapes_image_model(path: str | Path | None = None, device: str | torch.
     path = Path(path) if path is not None else shapes_model.CHECKPOINT
     if not path.is_file():
         raise MissingWeightsError(f"no shapes checkpoint at {path}; train it with `dvc repro` "
-                                  "(stage train-shapes, or `python -m dicelib.train_shapes`)")
+                                  "(stage train-shapes, or `python -m dicelib.image.train_shapes`)")
     return ShapesImageModel(shapes_model.load(path, device=device or "cpu"), name=str(path))

@@ -193,7 +193,7 @@ def load(path: Path | str = CHECKPOINT, device: str | torch.device = "cpu") -> S
     path = Path(path)
     if not path.exists():
         raise DiceError(f"no shapes checkpoint at {path}; train it with `dvc repro train-shapes` "
-                        "(or `python -m dicelib.train_shapes`)")
+                        "(or `python -m dicelib.image.train_shapes`)")
     if path.is_dir():
         raise DiceError(f"shapes checkpoint {str(path)!r} is a directory; give a .pt file written by train_shapes")
     try:

@@ -9,7 +9,7 @@ edited region (Table 2); PSNR, LPIPS, MSE, SSIM outside the edit mask (Table 3),
 paper does (LPIPS x10^3, MSE x10^4, SSIM x10^2, structure x10^3). Metrics whose weights are
 missing are written as absent (empty in CSV, "absent" in Markdown, null + reason in JSON).
 
-    python -m dicelib.piebench_experiment --data data/PIE-Bench --model amused/amused-256 --out results/
+    python -m dicelib.piebench.experiment --data data/PIE-Bench --model amused/amused-256 --out results/
 """
 
 from __future__ import annotations

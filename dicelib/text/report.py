@@ -209,10 +209,12 @@ def headline(recon: pd.DataFrame, editing: pd.DataFrame, judges: pd.DataFrame, s
 
 def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Return the small `text_editing.json` that `dvc metrics show` compares across runs: DICE with LAI latents at
-    the lambda1 the val split chose, on test: `preservation` (structure kept), `accuracy` (sentiment correct, MiniLM
-    judge), `edit_score` (success: both). The same names as the image track's; the rest is in the summary table."""
-    return {"preservation": summary["dice_lai_val_structure"], "accuracy": summary["dice_lai_val_sentiment_minilm"],
-            "edit_score": summary["dice_lai_val_success_minilm"]}
+    the lambda1 the val split chose, on test: `preservation` (the source's structure kept) and `edit_score` (success:
+    the MiniLM judge reads the target sentiment and the structure is kept), the image track's column names for the
+    text's kept share and overall score. The sentiment accuracy alone is in the summary table
+    (`dice_lai_val_sentiment_minilm`): under `accuracy` it would share a key with the text models' masked-word
+    accuracy, and a column of its own would widen `dvc metrics show` past 120 columns."""
+    return {"preservation": summary["dice_lai_val_structure"], "edit_score": summary["dice_lai_val_success_minilm"]}
 
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:

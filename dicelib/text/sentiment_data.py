@@ -106,7 +106,7 @@ def load_pairs(split: str = "test", path: Path = RAW, split_path: Path = SPLIT) 
     if split == "all":
         return pairs
     if not Path(split_path).is_file():
-        raise DiceError(f"no split file at {split_path}; run `dvc repro text-data` (or python -m dicelib.sentiment_data)")
+        raise DiceError(f"no split file at {split_path}; run `dvc repro text-data` (or `python -m dicelib.text.sentiment_data`)")
     record = json.loads(Path(split_path).read_text(encoding="utf-8"))
     if split not in record:
         raise DiceError(f"{split_path} has no {split!r} split; rerun `dvc repro text-data`")

