@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 import dicelib
 from dicelib.adapters.random_components import random_amused, random_paella, random_vq_diffusion
-from timing import add_run_options, results_path, run_device, sync, timed, write_results
+from timing import add_run_options, device_label, results_path, run_device, run_meta, sync, timed, write_results
 
 
 class PeakMemory:
@@ -134,16 +133,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         del model
     header = f"{'model':13s} {'size':5s} {'store':8s} {'tokens':>6s} {'K':>5s} {'steps':>5s} {'invert s':>9s} " \
              f"{'edit s':>8s} {'total s':>8s} {'inv MiB':>8s} {'peak MiB':>9s} exact"
-    print(f"\ndevice: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}), "
+    print(f"\ndevice: {device_label(device)}, "
           f"threads: {torch.get_num_threads()}, batch: {a.batch}, guidance on, median of {a.repeats} after a warm-up")
     print(header)
     for r in rows:
         print(f"{r['model']:13s} {r['size']:5s} {r['store']:8s} {r['tokens']:6d} {r['classes']:5d} {r['steps']:5d} "
               f"{r['invert_s']:9.2f} {r['edit_s']:8.2f} {r['total_s']:8.2f} {r['inversion_mib']:8.1f} "
               f"{r['peak_mib']:9.1f} {r['exact']}")
-    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "repeats": a.repeats, "warmup": 1, "statistic": "median", "load_average_1m": os.getloadavg()[0]}
+    meta = run_meta(device, a.repeats, load_average_1m=os.getloadavg()[0])
     out = write_results(Path(a.json) if a.json else results_path("bench_adapters", device), meta, rows)
     print(f"wrote {out}")
     return rows

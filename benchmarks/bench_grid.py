@@ -20,7 +20,6 @@ benchmarks/results/bench_grid_<machine>_<date>.json (or --json).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ import torch
 import dicelib
 from bench_adapters import PeakMemory
 from reference_loop import reference_edit, reference_latents
-from timing import REPEATS, add_run_options, results_path, run_device, sync, timed, write_results
+from timing import REPEATS, add_run_options, results_path, run_device, run_meta, sync, timed, write_results
 
 GRID = [round(0.05 + 0.06 * i, 2) for i in range(16)]  # lambda1 0.05 .. 0.95 (lambda2 = 1 - lambda1)
 
@@ -119,9 +118,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['model']:13s} {r['impl']:9s} {r['store']:8s} {r['tokens']:5d} {r['classes']:5d} {r['steps']:5d} "
               f"{r['invert_s']:8.3f} {r['edit_s']:7.3f} {r['grid_edits_per_s']:12.1f} {r['grid_speedup']:6.2f} "
               f"{r['peak_mib']:8.1f} {r['recon_exact']!s:11s} {r['same_edits']}")
-    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "size": a.size, "grid": GRID, "repeats": a.repeats, "warmup": 1,
-            "statistic": "median"}
+    meta = run_meta(device, a.repeats, size=a.size, grid=GRID)
     out = write_results(Path(a.json) if a.json else results_path("bench_grid", device), meta, rows)
     print(f"wrote {out}")
     return rows

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 import dicelib
 from bench_adapters import PeakMemory
 from dicelib.adapters.random_components import random_var
-from timing import add_run_options, results_path, run_device, sync, timed, write_results
+from timing import add_run_options, device_label, results_path, run_device, run_meta, sync, timed, write_results
 
 CFG, MARGIN, START_SCALE = 1.5, 18.0, 4  # the registry's var-d16 settings (dicelib/registry.py)
 SOURCE, TARGET = "tabby cat", "tiger"
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in bench(model, a.stores.split(","), a.batch, a.seed, a.repeats):
             rows.append({**row, "size": size, "transformer_params_m": params / 1e6})
         del model
-    print(f"\ndevice: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}), "
+    print(f"\ndevice: {device_label(device)}, "
           f"threads: {torch.get_num_threads()}, batch: {a.batch}, cfg {CFG} linear ramp, median of {a.repeats} after a warm-up")
     print(f"{'size':5s} {'cache':5s} {'store':8s} {'tokens':>6s} {'K':>5s} {'invert s':>9s} {'edit s':>8s} {'total s':>8s} "
           f"{'inv MiB':>8s} {'peak MiB':>9s} exact")
@@ -107,9 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['size']:5s} {'on' if r['kv_cache'] else 'off':5s} {r['store']:8s} {r['tokens']:6d} {r['classes']:5d} "
               f"{r['invert_s']:9.3f} {r['edit_s']:8.3f} {r['total_s']:8.3f} {r['inversion_mib']:8.1f} "
               f"{r['peak_mib']:9.1f} {r['exact']}")
-    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "repeats": a.repeats, "warmup": 1, "statistic": "median", "load_average_1m": os.getloadavg()[0]}
+    meta = run_meta(device, a.repeats, load_average_1m=os.getloadavg()[0])
     out = write_results(Path(a.json) if a.json else results_path("bench_var", device), meta, rows)
     print(f"wrote {out}")
     return rows

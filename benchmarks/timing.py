@@ -67,6 +67,19 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
     return out, statistics.median(times), times
 
 
+def device_label(device: torch.device) -> str:
+    """Return the device in words for a printed header: "cuda:0 (NVIDIA H100 ...)" or "cpu (x86_64)"."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return f"{device} ({name})"
+
+
+def run_meta(device: torch.device, repeats: int, **extra: Any) -> dict:
+    """Return the run facts every result file records (device, torch, threads, repeats, statistic) plus `extra`."""
+    return {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "repeats": repeats, "warmup": 1, "statistic": "median", **extra}
+
+
 def write_results(path: Path, meta: dict, rows: list[dict]) -> Path:
     """Return `path` after writing {"meta", "results"} atomically (never a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
