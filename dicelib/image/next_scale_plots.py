@@ -16,9 +16,11 @@ NAMES = {"varin": "VARIN (next-scale)", "dice_masked": "DICE (masked method)", "
 
 
 def _upsample(m: np.ndarray) -> np.ndarray:
-    """Return a flattened s x s map as a 16 x 16 image (each token a block)."""
+    """Return a flattened s x s map as a 16 x 16 image (nearest token: each token a block, blocks of 1-2 pixels
+    where 16 / s is not whole)."""
     s = int(round(len(m) ** 0.5))
-    return np.kron(np.asarray(m).reshape(s, s), np.ones((sb.SIZE // s, sb.SIZE // s), dtype=np.int64))
+    idx = np.arange(sb.SIZE) * s // sb.SIZE
+    return np.asarray(m).reshape(s, s)[idx][:, idx]
 
 
 def _lead(z: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Generative story (what the oracle is exact for): a scene is drawn from the ShapesBench generator's
 prior given the prompt (`shapes_oracle.prompt_table`: the same scenes and prior as the masked
-oracle); its render's pyramid (`shapes_pyramid`: block modes at sides 1, 2, 4, 8, 16) gives the
+oracle); its render's pyramid (`shapes_pyramid`: window modes at sides 1, 2, 4, 8, 12, 14, 15, 16) gives the
 clean maps; every token of every map is then the clean token with probability 1 - floor and a
 uniform colour with probability floor. So a prefix that no scene explains (an edit's own prefix)
 still has a defined posterior: each prefix token that disagrees with a scene's pyramid costs
@@ -36,18 +36,19 @@ PRUNE = 60.0  # nats: geometries whose best colour choice lies this far below th
 # null prompt's sum (their share is below e^-60 x 1.6e5 geometries x 336 colourings < 1e-18: below float64 rounding)
 CHUNK = 16384  # geometries per block of the null prompt's sum (bounds memory at about 70 MB per row)
 # block-mode winner codes: 0 background, 1 first object, 2 second object, 3 tie bg/first, 4 tie bg/second,
-# 5 tie first/second (a three-way tie needs a block size divisible by three: never, sides are powers of two)
+# 5 tie first/second (a three-way tie needs a window area divisible by three: never, areas are powers of two)
 TIES = ((0, 1), (0, 2), (1, 2))
 
 
 def _block_counts(pixels: torch.Tensor, size: int) -> np.ndarray:
-    """Return each placement's pixel count in every block of every scale [npl, P] (scales concatenated)."""
-    pix = pixels.numpy().reshape(-1, size, size)
-    out = []
-    for s in pyr.scale_sides(size):
-        b = size // s
-        out.append(pix.reshape(-1, s, b, s, b).sum((2, 4)).reshape(-1, s * s))
-    return np.concatenate(out, 1).astype(np.int16)
+    """Return each placement's pixel count in every window of every scale [npl, P] (scales concatenated)."""
+    pix = pixels.reshape(-1, size, size)
+    return torch.cat([pyr.window_sums(pix, s).flatten(1) for s in pyr.scale_sides(size)], 1).numpy().astype(np.int16)
+
+
+def _window_areas(size: int) -> np.ndarray:
+    """Return the pixel count of every window of every scale [P] (scales concatenated)."""
+    return np.concatenate([pyr.window_sums(np.ones((1, size, size)), s).ravel().numpy() for s in pyr.scale_sides(size)])
 
 
 def _codes(n1: np.ndarray, n2: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -60,7 +61,7 @@ def _codes(n1: np.ndarray, n2: np.ndarray, block: np.ndarray) -> np.ndarray:
     code[(n0 == n2) & (n0 > n1)] = 4
     code[(n1 == n2) & (n1 > n0)] = 5
     if ((n0 == n1) & (n1 == n2)).any():
-        raise DiceError("a three-way tie in a block: the pyramid's block sizes must not be multiples of three")
+        raise DiceError("a three-way tie in a window: the pyramid's window areas must not be multiples of three")
     return code
 
 
@@ -71,7 +72,7 @@ class NullScenes:
         tb: Tables = tables(g)
         k, nsh, nz, n = len(g.colours), len(g.shapes), len(tb.sides), g.size
         cnt = _block_counts(tb.pixels, n)  # [npl, P]
-        block = np.concatenate([np.full(s * s, (n // s) ** 2) for s in pyr.scale_sides(n)])
+        block = _window_areas(n)
         npos = np.exp(tb.log_npos)  # [NP]
         # one object: every placement; prior 1/2 x shape x size x position (colours apart)
         self.codes1 = _codes(cnt, np.zeros_like(cnt), block)

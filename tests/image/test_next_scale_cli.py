@@ -32,7 +32,7 @@ def test_next_scale_cli_reconstructs_a_demo_image_exactly_and_edits_towards_the_
               "--target", src, "--lambda1", "1", "--lambda2", "0", "--out", tmp_path / "recon.png",
               "--save-inversion", tmp_path / "inv.pt")
     assert res.exit_code == 0, res.output
-    assert "edit: 0 of 341 tokens changed" in res.output  # every scale of the pyramid, token for token
+    assert "edit: 0 of 906 tokens changed" in res.output  # every scale of the pyramid, token for token
     assert np.array_equal(tokens(tmp_path / "recon.png"), sb.render(source))
     res = run("edit", "--model", "shapes-oracle", "--inversion", tmp_path / "inv.pt", "--target", tgt,
               "--lambda1", "0.7", "--start-scale", "3", "--out", tmp_path / "edited.png")
@@ -43,7 +43,7 @@ def test_next_scale_cli_reconstructs_a_demo_image_exactly_and_edits_towards_the_
     res = run("invert", "--model", "shapes-oracle", "--method", "next_scale", "--image", demo, "--source", src,
               "--pseudo-inverse", "onehot", "--save-inversion", tmp_path / "inv2.pt", "--out", tmp_path / "r2.png")
     assert res.exit_code == 0, res.output
-    assert "reconstruction: 0 of 341 tokens differ" in res.output
+    assert "reconstruction: 0 of 906 tokens differ" in res.output
 
 
 def test_next_scale_on_a_model_that_does_not_serve_it_is_a_one_line_error(tmp_path):

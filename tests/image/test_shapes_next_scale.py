@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -28,8 +29,10 @@ def test_pyramid_takes_block_modes_with_ties_to_the_lower_colour():
     img[:2, 2:] = [[5, 5], [5, 1]]  # colour 5 wins 3-1
     img[2:, 2:] = 7  # the whole image: 0 and 7 have four pixels each, 5 three
     maps = pyramid(img[None], size=4)
-    assert [m.shape for m in maps] == [(1, 1), (1, 4), (1, 16)]
+    assert [m.shape for m in maps] == [(1, 1), (1, 4), (1, 9), (1, 16)]  # sides 1, 2, then 4 - 1 = 3, then 4
     assert maps[1].tolist() == [[2, 5, 0, 7]]
+    # side 3: overlapping 2 x 2 windows starting at rows/cols 0, 1, 2; (1, 1) sees 2, 5, 0, 7 once each: colour 0
+    assert maps[2].tolist() == [[2, 5, 5, 0, 0, 7, 0, 0, 7]]
     assert maps[0].tolist() == [[0]]  # 0 and 7 tie with four pixels each: the lower id
     assert torch.equal(finest(maps), torch.from_numpy(img.reshape(1, 16)))
 
@@ -39,8 +42,8 @@ def test_pyramid_of_shapesbench_renders_has_the_background_on_top_and_the_image_
     scenes = [sb.random_scene(rng) for _ in range(20)]
     x = np.stack([sb.render(s).ravel() for s in scenes])
     maps = pyramid(x)
-    assert scales() == [(1, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
-    assert [m.shape[1] for m in maps] == [1, 4, 16, 64, 256]
+    assert scales() == [(s, s) for s in (1, 2, 4, 8, 12, 14, 15, 16)]
+    assert [m.shape[1] for m in maps] == [1, 4, 16, 64, 144, 196, 225, 256]
     assert maps[0][:, 0].tolist() == [sb.COLOURS.index(s.background) for s in scenes]
     assert torch.equal(maps[-1], torch.from_numpy(x.astype(np.int64)))
     assert torch.equal(pyramid(x)[2], maps[2])  # deterministic
@@ -175,8 +178,11 @@ def test_full_grammar_posterior_given_the_true_prefix_predicts_the_next_map():
     rng = np.random.default_rng(5)
     scenes = [sb.random_scene(rng) for _ in range(3)]
     maps = o.pyramid(np.stack([sb.render(s).ravel() for s in scenes]))
-    lp = o.scale_logits(maps[:4], [sb.prompt(s) for s in scenes])
+    prompts = [sb.prompt(s) for s in scenes]
+    lp = o.scale_logits(maps[:4], prompts)
     assert (lp.argmax(-1) == maps[4]).double().mean() >= 0.97  # the 8x8 map leaves a few edge pixels ambiguous
+    lp = o.scale_logits(maps[:-1], prompts)  # the 12, 14 and 15 maps pin every edge: the image is all but certain
+    assert torch.equal(lp.argmax(-1), maps[-1]) and bool((lp.amax(-1) > math.log(0.999)).all())
     assert torch.equal(o.scale_logits(maps[:1], [sb.prompt(s) for s in scenes]).argmax(-1), maps[1])
 
 
