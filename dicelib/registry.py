@@ -160,9 +160,10 @@ register(ModelSpec("random-var", "var", _random_var, replace(_VAR, start_scale=1
                    "tiny random-weight VAR (next-scale; tests, demos)"))
 register(ModelSpec("shapes", "shapes", _shapes, _SHAPES, "the embedded ShapesBench model (models/shapes.pt)",
                    methods=("masked", "multinomial")))
-# next_scale on shapes-oracle: VARIN on the ShapesBench pyramid (sides 1, 2, 4, 8, 12, 14, 15, 16), settings as notebook
-# 06 chooses on val (lai, margin 6, lambda1 0.7, start scale 4: the 1x1 to 8x8 maps are kept, 12x12 to 16x16 regenerated)
-_SHAPES_NEXT_SCALE = EditSettings(method="next_scale", cfg_scale=None, pseudo_inverse="lai", margin=6.0, lambda1=0.7,
+# next_scale on shapes-oracle: VARIN on the ShapesBench pyramid (sides 1, 2, 4, 8, 12, 14, 15, 16), the settings notebook
+# 06 chooses on val (reports/tables/next_scale_settings.md: lai, margin 1, lambda1 0.9, start scale 4 — the 1x1 to 8x8
+# maps are kept, 12x12 to 16x16 regenerated)
+_SHAPES_NEXT_SCALE = EditSettings(method="next_scale", cfg_scale=None, pseudo_inverse="lai", margin=1.0, lambda1=0.9,
                                   start_scale=4)
 register(ModelSpec("shapes-oracle", "shapes", _shapes_oracle, replace(_SHAPES, cfg_scale=None),  # exact: guidance only hurts
                    "the exact Bayes denoiser of ShapesBench (enumerates scenes; no checkpoint)",

@@ -325,7 +325,9 @@ def test_cli_inverts_and_edits_with_the_oracle(tmp_path, method):
                                    "--save-inversion", str(inv), "--out", str(tmp_path / "recon.png")])
     assert res.exit_code == 0, res.output
     assert "reconstruction: 0 of 256" in res.output
-    res = CliRunner().invoke(app, ["edit", *args, "--inversion", str(inv), "--target", sb.prompt(target), "--out", str(out)])
+    # the saved inversion carries its method and steps: edit takes only the model and the edit's own options
+    res = CliRunner().invoke(app, ["edit", "--model", "shapes-oracle", "--inversion", str(inv), "--target", sb.prompt(target),
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     tokens = np.asarray(Image.open(out).convert("RGB"))[..., None, :].astype(int) - sb.PALETTE.astype(int)
     assert sb.matches_prompt((tokens ** 2).sum(-1).argmin(-1), sb.prompt(target))
