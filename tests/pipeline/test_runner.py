@@ -23,6 +23,14 @@ from dicelib.io import FAILED, STAGING
 pytestmark = pytest.mark.slow  # each test starts a kernel
 
 
+def _as_from_a_terminal() -> None:
+    """Give the child the signal state a command started from a shell has: SIGINT and SIGTERM at their defaults and
+    not blocked (an ignored or blocked signal is inherited through exec, and pytest's process may hold one)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """Return (folder, run(value, sleep) -> Popen, the bytes of every output) after one successful run."""
@@ -40,7 +48,8 @@ def published(tmp_path_factory):
     def run(value: int, sleep: int = 0) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "dicelib.io", "notebook", "tiny.ipynb", "out/tiny.ipynb", "-k", "python3",
                "-p", "value", str(value), "-p", "sleep", str(sleep)]
-        return subprocess.Popen(cmd, cwd=work, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return subprocess.Popen(cmd, cwd=work, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=_as_from_a_terminal)
 
     first = run(1)
     assert first.wait(timeout=300) == 0, first.stderr.read()[-3000:]
@@ -73,12 +82,20 @@ def test_a_failing_cell_publishes_nothing_though_an_earlier_cell_saved_an_output
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_an_interrupted_run_publishes_nothing_and_says_so(published, how):
     work, run, before = published
-    p = run(2, sleep=120)
     staged = work / "reports" / STAGING / "tiny" / "reports" / "metrics" / "tiny.json"
+    started = time.time() - 1  # a staged file from an earlier run in this folder must not count (mtime granularity)
+    p = run(2, sleep=120)
+
+    def reached() -> bool:  # this run's kernel wrote its metrics and sits in the sleeping cell
+        try:
+            return staged.stat().st_mtime >= started
+        except FileNotFoundError:
+            return False
+
     deadline = time.monotonic() + 120
-    while not staged.exists() and time.monotonic() < deadline:  # the kernel is in the sleeping cell
+    while not reached() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert staged.exists(), "the run never reached its sleeping cell"
+    assert reached(), "the run never reached its sleeping cell"
     if how == "ctrl-c":
         os.killpg(p.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
     else:
